@@ -1,0 +1,154 @@
+"""Atomic, deterministic file writing and content hashing.
+
+Every file rectune writes goes through here: a temporary file in the destination folder
+is renamed over the target, so a crash never leaves a half-written result, and sparse
+matrices are written byte-for-byte reproducibly (``numpy.savez`` stamps each zip member
+with the current time, so it is not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+# A fixed timestamp for zip members: the earliest a zip file can record.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success.
+
+    Nothing is left behind when the body raises. ``suffix`` keeps an extension that a
+    writer insists on (numpy appends ``.npz`` to names without it).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; finished files follow the umask
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically (fsync'd before the rename)."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``target`` atomically."""
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: str | os.PathLike[str], payload: Any) -> None:
+    """Write ``payload`` as indented, key-sorted JSON to ``target`` atomically."""
+    write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def csr_fingerprint(matrix: sp.csr_matrix) -> str:
+    """SHA-256 of a CSR matrix's shape, structure and values.
+
+    Two matrices have the same fingerprint exactly when they hold the same entries in the
+    same canonical (sorted-index) layout with the same dtype.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr((matrix.shape, str(matrix.dtype))).encode())
+    for array in (matrix.indptr, matrix.indices, matrix.data):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def csr_to_npz_bytes(matrix: sp.csr_matrix) -> bytes:
+    """Serialise a CSR matrix in ``scipy.sparse.save_npz`` layout, deterministically.
+
+    The result loads with :func:`scipy.sparse.load_npz` (no pickle needed) and is
+    byte-identical for identical matrices: members are written in a fixed order with a
+    fixed timestamp and compression level.
+    """
+    arrays = {
+        "indices": matrix.indices,
+        "indptr": matrix.indptr,
+        "format": np.array("csr"),
+        "shape": np.array(matrix.shape),
+        "data": matrix.data,
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(info, member.getvalue(), compresslevel=6)
+    return buffer.getvalue()
+
+
+def write_csr_atomic(target: str | os.PathLike[str], matrix: sp.csr_matrix) -> None:
+    """Write a CSR matrix to ``target`` (``.npz``) atomically and reproducibly."""
+    write_bytes_atomic(target, csr_to_npz_bytes(matrix))
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging folder that replaces ``target`` when the body succeeds.
+
+    The caller writes every output file into the staging folder; only once all of them
+    are written does the folder take ``target``'s place. On failure the staging folder
+    is removed and an existing ``target`` is left exactly as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
+    )
+    staging.chmod(0o777 & ~_umask())
+    try:
+        yield staging
+        backup = None
+        if target.exists():
+            backup = target.with_name(f".{target.name}.{staging.name}.old")
+            os.replace(target, backup)
+        os.replace(staging, target)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

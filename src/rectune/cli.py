@@ -1,0 +1,64 @@
+"""Shared command-line plumbing: one-line errors and the options every stage takes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rectune.config import DATA_DIR, DEFAULT_SEED
+from rectune.errors import RectuneError
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: printed as one ``Error:`` line, exit code 2."""
+
+    exit_code = 2
+
+
+class RectuneCommand(click.Command):
+    """A click command whose input errors are one line on stderr and exit code 2.
+
+    Option errors (click's usage errors) are shown without the usage block; domain
+    errors (:class:`rectune.errors.RectuneError`) become :class:`InputError`.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            raise InputError(f"{err.format_message()} (see --help)") from err
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RectuneError as err:
+            raise InputError(str(err)) from err
+
+
+def seed_option(func: Any) -> Any:
+    return click.option(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        show_default=True,
+        help="One seed for the data generator, the split, the model and the sampler.",
+    )(func)
+
+
+def data_dir_option(func: Any) -> Any:
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("RECTUNE_DATA_DIR", str(DATA_DIR)),
+        show_default="data/ in the project (or $RECTUNE_DATA_DIR)",
+        help="Root of raw/ (downloads) and processed/ (split datasets).",
+    )(func)

@@ -1,0 +1,358 @@
+"""Interactions: reading local files, validation, implicit feedback and id maps.
+
+The flow is ``read_interactions`` (a local CSV/TSV/Parquet file) or one of the built-in
+sources (:mod:`rectune.synthetic`, :mod:`rectune.movielens`), each giving a frame with the
+canonical columns of :class:`Columns`; then :func:`validate_interactions`; then
+:func:`to_implicit_feedback`, which filters, merges duplicates, weights and indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from rectune.errors import ConfigError, DataError
+
+Weighting = Literal["binary", "rating", "count"]
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
+
+_DELIMITED_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+class Columns:
+    """Canonical column names of an interactions frame."""
+
+    User = "user_id"
+    Item = "item_id"
+    Rating = "rating"
+    Timestamp = "timestamp"
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which columns of an input file hold users, items, ratings and timestamps.
+
+    ``rating`` and ``timestamp`` of ``None`` mean "use the column of the default name if
+    the file has one, else go without"; a name given explicitly must exist.
+    """
+
+    user: str = Columns.User
+    item: str = Columns.Item
+    rating: str | None = None
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """How explicit interactions become an implicit-feedback matrix.
+
+    Parameters
+    ----------
+    min_rating
+        Keep only interactions whose rating is at least this (needs a rating column);
+        ``None`` keeps everything.
+    weighting
+        Matrix values: ``binary`` (1 for every kept pair), ``rating`` (the pair's highest
+        rating) or ``count`` (how many times the pair occurs).
+    min_user_interactions, min_item_interactions
+        Drop users and items with fewer distinct interactions, repeatedly, until every
+        remaining user and item has enough (a k-core).
+    """
+
+    min_rating: float | None = None
+    weighting: Weighting = "binary"
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(
+                f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
+            )
+        for name in ("min_user_interactions", "min_item_interactions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Indexed implicit feedback, one entry per distinct (user, item) pair.
+
+    Entries are sorted by user index, then item index. ``user_ids[u]`` is the original id
+    of user index ``u`` (likewise items); ids are sorted in their natural order.
+
+    Attributes
+    ----------
+    users, items : numpy.ndarray of int32, shape (n,)
+    values : numpy.ndarray of float32, shape (n,)
+        Matrix values, as chosen by :attr:`FeedbackConfig.weighting`.
+    timestamps : numpy.ndarray of int64, shape (n,), or None
+        Latest timestamp of each pair, when the source has timestamps.
+    user_ids, item_ids : numpy.ndarray
+    stats : dict
+        Counts before and after each step, for the manifest.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    values: np.ndarray
+    timestamps: np.ndarray | None
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    stats: dict
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def read_interactions(
+    path: str | Path, columns: ColumnMapping = ColumnMapping(), sep: str | None = None
+) -> pd.DataFrame:
+    """Read a local interactions file into a frame with the canonical columns.
+
+    The format follows the extension (``.csv``, ``.tsv``/``.tab``, ``.parquet``/``.pq``)
+    unless ``sep`` is given, which forces a delimited text file with a header row.
+
+    Raises
+    ------
+    DataError
+        When the file is missing, empty, unreadable or lacks a named column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"input file is empty: {path}")
+    frame = _read_table(path, sep)
+    if frame.empty:
+        raise DataError(f"input file has no rows: {path}")
+    return select_columns(frame, columns, source=str(path))
+
+
+def _read_table(path: Path, sep: str | None) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if sep is None and suffix in _PARQUET_SUFFIXES:
+            return pd.read_parquet(path)
+        if sep is None:
+            if suffix not in _DELIMITED_SEPARATORS:
+                raise DataError(
+                    f"cannot tell the format of {path} from its extension {suffix!r}: use "
+                    "a .csv, .tsv or .parquet file, or give the separator with --sep"
+                )
+            sep = _DELIMITED_SEPARATORS[suffix]
+        # Multi-character separators (MovieLens' '::') need the python engine.
+        engine = "c" if len(sep) == 1 else "python"
+        return pd.read_csv(path, sep=sep, engine=engine)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"input file is empty: {path}") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot read {path}: {reason}") from err
+
+
+def select_columns(frame: pd.DataFrame, columns: ColumnMapping, source: str) -> pd.DataFrame:
+    """Pick and rename the mapped columns; name any missing column and list what exists."""
+    wanted = {Columns.User: columns.user, Columns.Item: columns.item}
+    for canonical, given in (
+        (Columns.Rating, columns.rating),
+        (Columns.Timestamp, columns.timestamp),
+    ):
+        if given is not None:
+            wanted[canonical] = given
+        elif canonical in frame.columns:
+            wanted[canonical] = canonical
+    missing = [name for name in wanted.values() if name not in frame.columns]
+    if missing:
+        options = {
+            Columns.User: "--user-col",
+            Columns.Item: "--item-col",
+            Columns.Rating: "--rating-col",
+            Columns.Timestamp: "--timestamp-col",
+        }
+        hints = [options[c] for c, name in wanted.items() if name in missing]
+        raise DataError(
+            f"{source}: column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} not found; the file has columns: "
+            f"{', '.join(repr(str(c)) for c in frame.columns)} (set {', '.join(hints)})"
+        )
+    return frame[list(wanted.values())].rename(columns={v: k for k, v in wanted.items()})
+
+
+def validate_interactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check ids and values and normalise their dtypes.
+
+    Ids must be present in every row; integral float ids (pandas reads an int column with
+    gaps as float) become int64. Ratings must be numeric. Timestamps may be numbers (Unix
+    seconds) or date strings (converted to Unix seconds).
+
+    Raises
+    ------
+    DataError
+        Naming the column, the first offending row (1-based, as in the data rows) and value.
+    """
+    if frame.empty:
+        raise DataError(f"{source}: no interactions")
+    frame = frame.reset_index(drop=True)
+    out = {}
+    for column in (Columns.User, Columns.Item):
+        ids = frame[column]
+        missing = ids.isna()
+        if missing.any():
+            raise DataError(
+                f"{source}: {int(missing.sum())} row(s) have a missing {column} "
+                f"(first at data row {int(np.flatnonzero(missing)[0]) + 1})"
+            )
+        out[column] = _normalise_ids(ids)
+    if Columns.Rating in frame:
+        out[Columns.Rating] = _numeric_column(frame[Columns.Rating], Columns.Rating, source)
+    if Columns.Timestamp in frame:
+        out[Columns.Timestamp] = _timestamp_column(frame[Columns.Timestamp], source)
+    return pd.DataFrame(out)
+
+
+def _normalise_ids(ids: pd.Series) -> pd.Series:
+    if pd.api.types.is_float_dtype(ids) and np.all(np.mod(ids.to_numpy(), 1) == 0):
+        return ids.astype(np.int64)
+    if pd.api.types.is_integer_dtype(ids):
+        return ids.astype(np.int64)
+    return ids.astype(str)
+
+
+def _numeric_column(values: pd.Series, name: str, source: str) -> pd.Series:
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = numeric.isna() | ~np.isfinite(numeric.astype(float))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: column {name!r} must be numeric; {int(bad.sum())} row(s) are not "
+            f"(first at data row {row + 1}: {values.iloc[row]!r})"
+        )
+    return numeric.astype(np.float64)
+
+
+def _timestamp_column(values: pd.Series, source: str) -> pd.Series:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if not numeric.isna().any():
+        return numeric.astype(np.int64)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: column {Columns.Timestamp!r} must hold Unix times or dates; "
+            f"{int(bad.sum())} row(s) do not (first at data row {row + 1}: "
+            f"{values.iloc[row]!r})"
+        )
+    return pd.Series(parsed.astype("int64") // 1_000_000_000, index=values.index)
+
+
+def to_implicit_feedback(
+    frame: pd.DataFrame, config: FeedbackConfig, source: str = "input"
+) -> Interactions:
+    """Turn validated interactions into indexed implicit feedback.
+
+    Steps, in order:
+
+    1. ``min_rating``: drop interactions rated below it.
+    2. Merge duplicate (user, item) pairs into one entry whose value is 1 (``binary``),
+       the highest rating (``rating``) or the number of occurrences (``count``), and
+       whose timestamp is the latest one.
+    3. Drop users and items with fewer than ``min_user_interactions`` /
+       ``min_item_interactions`` distinct pairs, repeating until both hold.
+    4. Index users and items in the natural order of their ids.
+
+    Raises
+    ------
+    DataError
+        When a step needs a column the data lacks, or nothing is left.
+    """
+    stats: dict = {"interactions_read": len(frame)}
+    has_rating = Columns.Rating in frame
+    if config.min_rating is not None:
+        if not has_rating:
+            raise DataError(f"{source}: --min-rating needs a rating column, and there is none")
+        frame = frame[frame[Columns.Rating] >= config.min_rating]
+        stats["interactions_after_min_rating"] = len(frame)
+    if config.weighting == "rating" and not has_rating:
+        raise DataError(f"{source}: --weighting rating needs a rating column, and there is none")
+    if frame.empty:
+        raise DataError(_nothing_left(source, config))
+
+    merged = _merge_duplicates(frame)
+    stats["duplicate_pairs_merged"] = len(frame) - len(merged)
+    merged = _k_core(merged, config.min_user_interactions, config.min_item_interactions)
+    if merged.empty:
+        raise DataError(_nothing_left(source, config))
+
+    user_ids, users = _index(merged[Columns.User])
+    item_ids, items = _index(merged[Columns.Item])
+    order = np.lexsort((items, users))
+    values = {
+        "binary": np.ones(len(merged)),
+        "rating": merged[Columns.Rating].to_numpy() if has_rating else None,
+        "count": merged["count"].to_numpy(),
+    }[config.weighting]
+    timestamps = (
+        merged[Columns.Timestamp].to_numpy(np.int64)[order] if Columns.Timestamp in merged else None
+    )
+    stats.update(interactions=len(merged), users=len(user_ids), items=len(item_ids))
+    return Interactions(
+        users=users[order].astype(np.int32),
+        items=items[order].astype(np.int32),
+        values=np.asarray(values, dtype=np.float32)[order],
+        timestamps=timestamps,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        stats=stats,
+    )
+
+
+def _merge_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    aggregations = {"count": (Columns.User, "size")}
+    if Columns.Rating in frame:
+        aggregations[Columns.Rating] = (Columns.Rating, "max")
+    if Columns.Timestamp in frame:
+        aggregations[Columns.Timestamp] = (Columns.Timestamp, "max")
+    return frame.groupby([Columns.User, Columns.Item], sort=False, as_index=False).agg(
+        **aggregations
+    )
+
+
+def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    while not frame.empty:
+        user_counts = frame[Columns.User].map(frame[Columns.User].value_counts())
+        item_counts = frame[Columns.Item].map(frame[Columns.Item].value_counts())
+        keep = (user_counts >= min_user) & (item_counts >= min_item)
+        if keep.all():
+            break
+        frame = frame[keep]
+    return frame
+
+
+def _index(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(ids, sort=True)
+    return np.asarray(uniques), codes
+
+
+def _nothing_left(source: str, config: FeedbackConfig) -> str:
+    return (
+        f"{source}: no interactions left after filtering (min_rating={config.min_rating}, "
+        f"min_user_interactions={config.min_user_interactions}, "
+        f"min_item_interactions={config.min_item_interactions})"
+    )

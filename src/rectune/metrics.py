@@ -1,0 +1,324 @@
+"""Ranking metrics and the one evaluator that computes them all.
+
+Notation, for one user: ``R`` is the set of held-out (relevant) items, ``n = |R|``;
+``rel_i`` is 1 when the item at rank ``i`` (1-based) of the top-``K`` list is in ``R``;
+training items are never recommended. Users with no held-out items are skipped; every
+mean is over the users with at least one.
+
+The ranking orders items by score, highest first, and breaks ties by the lower item
+index, so results are deterministic.
+
+rectune's Precision@K is the standard one, ``hits / K``. implicit's ``precision_at_k``
+divides by ``min(K, n)`` and sums over users before dividing (a micro average), so it
+reports larger numbers; never compare the two. MAP@K and nDCG@K here agree with
+implicit's ``ranking_metrics_at_k``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from rectune.errors import ConfigError
+
+#: Per-user metrics, in report order; ``coverage`` is catalog-wide and comes last.
+USER_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+METRICS = (*USER_METRICS, "coverage")
+
+# Cells (users x items) of float32 scores per block: ~16 MB per worker thread.
+_BLOCK_CELLS = 1 << 22
+
+
+def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
+    """Precision@K per user: ``sum_i rel_i / K``.
+
+    Parameters
+    ----------
+    hits : numpy.ndarray of bool, shape (n_users, K)
+        ``hits[u, i]`` is True when user u's item at rank i+1 is relevant.
+    k : int
+    """
+    return hits.sum(axis=1) / k
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """Recall@K per user: ``sum_i rel_i / n`` (the share of held-out items found)."""
+    return hits.sum(axis=1) / n_relevant
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """nDCG@K per user, binary gains: ``DCG / IDCG`` with
+
+    ``DCG = sum_{i=1..K} rel_i / log2(i + 1)`` and
+    ``IDCG = sum_{i=1..min(K, n)} 1 / log2(i + 1)`` (all relevant items ranked first).
+    """
+    k = hits.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    return (hits @ discounts) / ideal
+
+
+def average_precision_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    """AP@K per user (its mean over users is MAP@K):
+
+    ``AP@K = sum_{i=1..K} P@i * rel_i / min(K, n)`` where ``P@i`` is the precision of the
+    top ``i``.
+    """
+    k = hits.shape[1]
+    precision_at_i = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    return (precision_at_i * hits).sum(axis=1) / np.minimum(n_relevant, k)
+
+
+def reciprocal_rank_at_k(hits: np.ndarray) -> np.ndarray:
+    """RR@K per user (its mean is MRR@K): ``1 / rank`` of the first relevant item in the
+    top K, or 0 when there is none."""
+    first = hits.argmax(axis=1)
+    return np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0)
+
+
+def hit_rate_at_k(hits: np.ndarray) -> np.ndarray:
+    """HitRate@K per user: 1 when at least one of the top K items is relevant, else 0."""
+    return hits.any(axis=1).astype(np.float64)
+
+
+def catalog_coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Coverage@K: ``|union of all users' top-K lists| / n_items``.
+
+    ``recommended`` holds item indices, with -1 where a list is shorter than K.
+    """
+    shown = np.unique(recommended[recommended >= 0])
+    return len(shown) / n_items
+
+
+def user_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
+    """Every per-user metric of :data:`USER_METRICS` from one hits matrix."""
+    k = hits.shape[1]
+    n_relevant = np.asarray(n_relevant)
+    return {
+        "precision": precision_at_k(hits, k),
+        "recall": recall_at_k(hits, n_relevant),
+        "ndcg": ndcg_at_k(hits, n_relevant),
+        "map": average_precision_at_k(hits, n_relevant),
+        "mrr": reciprocal_rank_at_k(hits),
+        "hit_rate": hit_rate_at_k(hits),
+    }
+
+
+@dataclass(frozen=True)
+class RankingEvaluation:
+    """The result of :func:`evaluate`.
+
+    Attributes
+    ----------
+    k : int
+    users : numpy.ndarray of int
+        Evaluated user indices (those with held-out items), ascending.
+    per_user : dict of str to numpy.ndarray
+        Each metric of :data:`USER_METRICS`, aligned with ``users``.
+    coverage : float
+        Catalog coverage of the evaluated users' top-K lists.
+    recommended : numpy.ndarray of int, shape (len(users), K)
+        The top-K item indices per evaluated user, -1 padded.
+    """
+
+    k: int
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    coverage: float
+    recommended: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def means(self) -> dict[str, float]:
+        """Each per-user metric averaged over the evaluated users, plus coverage."""
+        means = {
+            name: float(values.mean()) if len(values) else math.nan
+            for name, values in self.per_user.items()
+        }
+        means["coverage"] = self.coverage
+        return means
+
+    def named(self) -> dict[str, float]:
+        """Means keyed like ``precision@10``, for logging and printing."""
+        return {f"{name}@{self.k}": value for name, value in self.means.items()}
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores of each row, best first.
+
+    Ties are broken by the lower column index. Entries of ``-inf`` (excluded items) are
+    never returned: a row with fewer than ``k`` finite scores is padded with -1.
+    """
+    n_rows, n_cols = scores.shape
+    k_eff = min(k, n_cols)
+    if k_eff < n_cols:
+        candidates = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    else:
+        candidates = np.broadcast_to(np.arange(n_cols), scores.shape)
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+    # Order candidates by (score desc, index asc).
+    order = np.lexsort((candidates, -candidate_scores), axis=1)
+    ranked = np.take_along_axis(candidates, order, axis=1)
+    ranked_scores = np.take_along_axis(candidate_scores, order, axis=1)
+    if k_eff < n_cols:
+        # argpartition picks arbitrarily among items tied at the cut-off score. Rows where
+        # an unpicked item ties with the last picked one are re-ranked exactly.
+        cutoff = ranked_scores[:, -1:]
+        ambiguous = np.flatnonzero((scores >= cutoff).sum(axis=1) > k_eff)
+        for row in ambiguous:
+            exact = np.lexsort((np.arange(n_cols), -scores[row]))[:k_eff]
+            ranked[row] = exact
+            ranked_scores[row] = scores[row, exact]
+    ranked = np.where(np.isneginf(ranked_scores), -1, ranked)
+    if k_eff < k:
+        ranked = np.hstack([ranked, np.full((n_rows, k - k_eff), -1, dtype=ranked.dtype)])
+    return ranked
+
+
+def factors_of(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(user_factors, item_factors) as numpy arrays from a fitted implicit model.
+
+    GPU models are copied to the host. BPR's factors carry its item bias as an extra
+    column (and a column of ones for users), so ``U @ V.T`` scores either model.
+    """
+    users, items = model.user_factors, model.item_factors
+    if hasattr(users, "to_numpy"):  # implicit.gpu.Matrix
+        users, items = users.to_numpy(), items.to_numpy()
+    return np.asarray(users), np.asarray(items)
+
+
+def evaluate(
+    model: Any = None,
+    train: sp.csr_matrix | None = None,
+    test: sp.csr_matrix | None = None,
+    k: int = 10,
+    *,
+    user_factors: np.ndarray | None = None,
+    item_factors: np.ndarray | None = None,
+    users: np.ndarray | None = None,
+    block_size: int | None = None,
+    num_threads: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> RankingEvaluation:
+    """Score every user with held-out items in one top-K pass and compute all metrics.
+
+    Parameters
+    ----------
+    model : implicit model, optional
+        A fitted ALS or BPR model (CPU or GPU); or give ``user_factors`` and
+        ``item_factors`` instead. Scores are ``user_factors @ item_factors.T``.
+    train : scipy.sparse.csr_matrix, shape (n_users, n_items)
+        Items each user trained on; they are excluded from the ranking.
+    test : scipy.sparse.csr_matrix, shape (n_users, n_items)
+        Held-out items; any non-zero entry counts as relevant.
+    k : int
+        Length of each top-K list.
+    users : numpy.ndarray of int, optional
+        Restrict to these users (those among them with no held-out items are skipped).
+    block_size : int, optional
+        Users scored at once; by default about 4M score cells per block, so memory stays
+        bounded whatever the catalog size.
+    num_threads : int
+        Blocks scored in parallel (numpy releases the GIL in the matrix product and
+        partition); 0 means one per CPU core.
+    progress : callable, optional
+        Called with the number of users finished after each block.
+
+    Returns
+    -------
+    RankingEvaluation
+    """
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if user_factors is None or item_factors is None:
+        if model is None:
+            raise ConfigError("evaluate() needs a fitted model or user and item factors")
+        user_factors, item_factors = factors_of(model)
+    train = sp.csr_matrix(train)
+    test = sp.csr_matrix(test)
+    n_users, n_items = test.shape
+    if train.shape != test.shape:
+        raise ConfigError(f"train shape {train.shape} differs from test shape {test.shape}")
+    if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
+        raise ConfigError(
+            f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} items; "
+            f"the matrices have {n_users} x {n_items}"
+        )
+    test.sort_indices()
+    n_relevant_all = np.diff(test.indptr)
+    candidates = np.arange(n_users) if users is None else np.unique(np.asarray(users))
+    evaluated = candidates[n_relevant_all[candidates] > 0]
+
+    if block_size is None:
+        block_size = max(1, _BLOCK_CELLS // max(n_items, 1))
+    blocks = [
+        evaluated[start : start + block_size] for start in range(0, len(evaluated), block_size)
+    ]
+
+    def score_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = user_factors[block] @ item_factors.T
+        scores = np.asarray(scores, dtype=np.float32)
+        rows, cols = _rows_of(train, block)
+        scores[rows, cols] = -np.inf
+        recommended = top_k(scores, k)
+        hits = _hits(recommended, test, block)
+        if progress is not None:
+            progress(len(block))
+        return recommended, hits
+
+    threads = num_threads or os.cpu_count() or 1
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(blocks))) as pool:
+            results = list(pool.map(score_block, blocks))
+    else:
+        results = [score_block(block) for block in blocks]
+
+    if results:
+        recommended = np.vstack([r for r, _ in results])
+        hits = np.vstack([h for _, h in results])
+    else:
+        recommended = np.empty((0, k), dtype=np.int64)
+        hits = np.empty((0, k), dtype=bool)
+    return RankingEvaluation(
+        k=k,
+        users=evaluated,
+        per_user=user_metrics(hits, n_relevant_all[evaluated]),
+        coverage=catalog_coverage(recommended, n_items),
+        recommended=recommended,
+    )
+
+
+def _rows_of(matrix: sp.csr_matrix, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(block-local row, column) of every stored entry in the given rows."""
+    starts, ends = matrix.indptr[block], matrix.indptr[block + 1]
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(block)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = matrix.indices[np.repeat(starts, lengths) + offsets]
+    return rows, cols
+
+
+def _hits(recommended: np.ndarray, test: sp.csr_matrix, block: np.ndarray) -> np.ndarray:
+    """Whether each recommended item is in the user's held-out set."""
+    n_items = test.shape[1]
+    rows, cols = _rows_of(test, block)
+    relevant_keys = rows.astype(np.int64) * n_items + cols  # sorted: rows, then columns
+    rec_keys = np.arange(len(block), dtype=np.int64)[:, None] * n_items + recommended
+    position = np.searchsorted(relevant_keys, rec_keys)
+    position = np.minimum(position, max(len(relevant_keys) - 1, 0))
+    found = (
+        relevant_keys[position] == rec_keys
+        if len(relevant_keys)
+        else np.zeros(rec_keys.shape, dtype=bool)
+    )
+    return found & (recommended >= 0)

@@ -1,0 +1,290 @@
+"""ALS and BPR from implicit: one factory, fitting with an iteration callback, save/load.
+
+``build_model("als", {"factors": 64})`` validates the hyperparameters against
+:data:`HYPERPARAMETERS`, fills the rest from :data:`DEFAULT_HYPERPARAMETERS` (implicit's
+own defaults), picks the device and seeds the model. Models are saved in implicit's own
+``.npz`` format, which loads without pickle.
+
+Determinism: ALS is deterministic for a fixed seed at any thread count. BPR is only
+deterministic with one thread, so BPR on the CPU defaults to ``num_threads=1``; pass
+more threads explicitly to trade reproducibility for speed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import implicit.cpu.als
+import implicit.cpu.bpr
+import implicit.gpu
+import implicit.gpu.als
+import implicit.gpu.bpr
+import numpy as np
+import scipy.sparse as sp
+
+from rectune._io import atomic_path
+from rectune.errors import ModelError
+
+ModelName = Literal["als", "bpr"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
+
+#: Called after each training iteration with the number of iterations done (1-based).
+IterationCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """Type and allowed range of one hyperparameter."""
+
+    kind: type
+    low: float | None = None
+    low_inclusive: bool = True
+    cuda: bool = True  # accepted by the GPU implementation
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        if self.low is None:
+            return self.kind.__name__
+        return f"{self.kind.__name__} {'>=' if self.low_inclusive else '>'} {self.low:g}"
+
+    def coerce(self, name: str, value: Any) -> Any:
+        if self.kind is bool:
+            if isinstance(value, bool | np.bool_):
+                return bool(value)
+        elif self.kind is int:
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+                value = int(value)
+                if self._in_range(value):
+                    return value
+            elif (
+                isinstance(value, numbers.Real)
+                and float(value).is_integer()
+                and self._in_range(value)
+            ):
+                return int(value)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            value = float(value)
+            if np.isfinite(value) and self._in_range(value):
+                return value
+        raise ModelError(f"hyperparameter {name!r} must be {self.describe()}, got {value!r}")
+
+    def _in_range(self, value: float) -> bool:
+        if self.low is None:
+            return True
+        return value >= self.low if self.low_inclusive else value > self.low
+
+
+HYPERPARAMETERS: dict[str, dict[str, Hyperparameter]] = {
+    "als": {
+        "factors": Hyperparameter(int, 1, help="latent factors"),
+        "regularization": Hyperparameter(float, 0.0, help="L2 penalty"),
+        "alpha": Hyperparameter(
+            float, 0.0, low_inclusive=False, help="confidence weight of observed entries"
+        ),
+        "iterations": Hyperparameter(int, 1, help="ALS sweeps"),
+        "use_cg": Hyperparameter(bool, cuda=False, help="conjugate-gradient solver"),
+        "use_native": Hyperparameter(bool, cuda=False, help="native extensions"),
+    },
+    "bpr": {
+        "factors": Hyperparameter(int, 1, help="latent factors (plus an item bias)"),
+        "learning_rate": Hyperparameter(float, 0.0, low_inclusive=False, help="SGD step"),
+        "regularization": Hyperparameter(float, 0.0, help="L2 penalty"),
+        "iterations": Hyperparameter(int, 1, help="SGD epochs"),
+        "verify_negative_samples": Hyperparameter(
+            bool, help="resample negatives the user has liked"
+        ),
+    },
+}
+
+DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "als": {"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
+    "bpr": {"factors": 100, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
+}
+
+
+def check_model_name(name: str) -> ModelName:
+    """Return ``name`` if it is a known model, else raise :class:`ModelError`."""
+    if name not in MODEL_NAMES:
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return name  # type: ignore[return-value]
+
+
+def validate_hyperparameters(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check and coerce ``params`` for model ``name``, filling in the defaults.
+
+    Raises
+    ------
+    ModelError
+        For an unknown parameter (listing the allowed ones) or a value of the wrong type
+        or out of range (giving the range).
+    """
+    spec = HYPERPARAMETERS[check_model_name(name)]
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(spec))
+    if unknown:
+        raise ModelError(
+            f"unknown {name.upper()} hyperparameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)}; allowed: {', '.join(spec)}"
+        )
+    merged = {**DEFAULT_HYPERPARAMETERS[name], **params}
+    return {key: spec[key].coerce(key, value) for key, value in merged.items()}
+
+
+def cuda_available() -> bool:
+    """Whether implicit was built with CUDA and sees a GPU."""
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+def resolve_device(device: str) -> Literal["cpu", "cuda"]:
+    """``auto`` becomes ``cuda`` when implicit reports CUDA available, else ``cpu``."""
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise ModelError(
+            "--device cuda was asked for, but implicit reports no CUDA device "
+            "(implicit.gpu.HAS_CUDA is False); use --device cpu or auto"
+        )
+    return device  # type: ignore[return-value]
+
+
+def build_model(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    seed: int = 42,
+    num_threads: int | None = None,
+) -> Any:
+    """Build an unfitted implicit ALS or BPR model.
+
+    Parameters
+    ----------
+    name : {"als", "bpr"}
+    params : mapping, optional
+        Hyperparameters (see :data:`HYPERPARAMETERS`); missing ones take the defaults.
+    device : {"auto", "cpu", "cuda"}
+    seed : int
+        ``random_state`` of the model.
+    num_threads : int, optional
+        CPU threads; ``None`` means all cores for ALS and 1 for BPR (deterministic).
+    """
+    params = validate_hyperparameters(name, params)
+    resolved = resolve_device(device)
+    if resolved == "cuda":
+        ignored = [key for key in params if not HYPERPARAMETERS[name][key].cuda]
+        kwargs = {key: value for key, value in params.items() if key not in ignored}
+        module = implicit.gpu.als if name == "als" else implicit.gpu.bpr
+        cls = (
+            module.AlternatingLeastSquares if name == "als" else module.BayesianPersonalizedRanking
+        )
+        return cls(**kwargs, random_state=seed)
+    if num_threads is None:
+        num_threads = 0 if name == "als" else 1
+    if num_threads < 0:
+        raise ModelError(f"num_threads must be 0 (all cores) or more, got {num_threads}")
+    if name == "als":
+        return implicit.cpu.als.AlternatingLeastSquares(
+            **params, num_threads=num_threads, random_state=seed
+        )
+    return implicit.cpu.bpr.BayesianPersonalizedRanking(
+        **params, num_threads=num_threads, random_state=seed
+    )
+
+
+def fit_model(
+    model: Any,
+    user_items: sp.csr_matrix,
+    *,
+    callback: IterationCallback | None = None,
+    show_progress: bool = False,
+) -> Any:
+    """Fit ``model`` on a user x item CSR matrix; return it.
+
+    ``callback(iterations_done)`` runs after every iteration with a 1-based count; an
+    exception raised in it (say, ``optuna.TrialPruned``) stops the fit and propagates.
+    """
+    user_items = sp.csr_matrix(user_items, dtype=np.float32)
+
+    def on_iteration(iteration: int, *_: Any) -> None:
+        callback(iteration + 1)
+
+    model.fit(user_items, show_progress=show_progress, callback=on_iteration if callback else None)
+    return model
+
+
+def to_cpu(model: Any) -> Any:
+    """The CPU version of a model (GPU models are copied; CPU models returned as is)."""
+    return model.to_cpu() if _is_gpu(model) else model
+
+
+def _is_gpu(model: Any) -> bool:
+    return type(model).__module__.startswith("implicit.gpu")
+
+
+def model_name_of(model: Any) -> ModelName:
+    """``als`` or ``bpr`` for an implicit model instance."""
+    if type(model).__name__ == "AlternatingLeastSquares":
+        return "als"
+    if type(model).__name__ == "BayesianPersonalizedRanking":
+        return "bpr"
+    raise ModelError(f"not an implicit ALS or BPR model: {type(model).__name__}")
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Save a fitted model atomically in implicit's ``.npz`` format (no pickle).
+
+    GPU models are converted to CPU first. A ``model_name`` entry records ALS or BPR so
+    that :func:`load_model` can tell them apart.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    cpu_model = to_cpu(model)
+    name = model_name_of(cpu_model)
+    with atomic_path(path, suffix=".npz") as tmp:
+        cpu_model.save(str(tmp))
+        # Add the model name beside implicit's own entries.
+        with np.load(tmp, allow_pickle=False) as stored:
+            entries = dict(stored.items())
+        entries["model_name"] = np.array(name)
+        np.savez(tmp, **entries)
+    return path
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a model saved by :func:`save_model` (CPU, no pickle).
+
+    Raises
+    ------
+    ModelError
+        When the file is missing or is not a saved ALS/BPR model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            name = str(stored["model_name"]) if "model_name" in stored else None
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path} is not a saved model: {err}") from err
+    if name not in MODEL_NAMES:
+        raise ModelError(f"{path} is not a rectune-saved ALS or BPR model")
+    cls = (
+        implicit.cpu.als.AlternatingLeastSquares
+        if name == "als"
+        else implicit.cpu.bpr.BayesianPersonalizedRanking
+    )
+    model = cls.load(str(path))
+    if hasattr(model, "model_name"):
+        del model.model_name
+    return model

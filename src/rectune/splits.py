@@ -1,0 +1,179 @@
+"""Per-user hold-out splits: random, temporal and leave-last-out.
+
+Every split holds out part of *each* user's interactions, so every user with at least
+``min_interactions`` interactions appears on both sides; users with fewer stay in the
+training side only. For a user with ``n`` interactions the held-out count is
+
+* ``random`` / ``temporal``: ``floor(fraction * n + 1/2)``, clipped to ``[1, n - 1]``
+  (so it is within one interaction of ``fraction * n``);
+* ``leave-last-out``: 1.
+
+``random`` holds out a seeded random subset; ``temporal`` and ``leave-last-out`` hold out
+the user's most recent interactions (ties broken by the higher item index).
+
+A rectune dataset has two splits made with the same strategy: the *final* split
+(``train`` / ``test``) and the *tune* split (``train_val`` / ``validation``), carved from
+``train`` with ``validation_fraction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import scipy.sparse as sp
+
+from rectune.data import Interactions
+from rectune.errors import ConfigError, DataError
+
+Strategy = Literal["random", "temporal", "leave-last-out"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+SPLIT_NAMES = ("train", "test", "train_val", "validation")
+
+# Distinct random streams for the two holds-outs made from one seed.
+_TEST_STREAM, _VALIDATION_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split; see the module docstring for the exact rule."""
+
+    strategy: Strategy = "random"
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.2
+    min_interactions: int = 2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown split strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
+        for name in ("test_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must be strictly between 0 and 1, got {value}")
+        if self.min_interactions < 2:
+            raise ConfigError(
+                f"min_interactions must be at least 2 (one to train on, one to hold out), "
+                f"got {self.min_interactions}"
+            )
+
+    @property
+    def needs_timestamps(self) -> bool:
+        return self.strategy in ("temporal", "leave-last-out")
+
+
+def holdout_mask(
+    users: np.ndarray,
+    order_key: np.ndarray,
+    items: np.ndarray,
+    n_users: int,
+    fraction: float | None,
+    min_interactions: int,
+) -> np.ndarray:
+    """Boolean mask of the interactions to hold out, per user.
+
+    Parameters
+    ----------
+    users, items : numpy.ndarray of int, shape (n,)
+        User and item index of each interaction.
+    order_key : numpy.ndarray, shape (n,)
+        Within each user, the interactions with the *largest* keys are held out first
+        (ties: larger item index first).
+    n_users : int
+    fraction : float or None
+        Share of each user's interactions to hold out; ``None`` holds out exactly one.
+    min_interactions : int
+        Users with fewer interactions hold out nothing.
+    """
+    counts = np.bincount(users, minlength=n_users)
+    if fraction is None:
+        n_out = np.ones(n_users, dtype=np.int64)
+    else:
+        n_out = np.clip(np.floor(fraction * counts + 0.5).astype(np.int64), 1, counts - 1)
+    n_out[counts < min_interactions] = 0
+    # Sort by user, then by descending key, then by descending item.
+    order = np.lexsort((-items.astype(np.int64), -order_key, users))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    sorted_users = users[order]
+    rank = np.arange(len(users)) - starts[sorted_users]
+    mask = np.zeros(len(users), dtype=bool)
+    mask[order] = rank < n_out[sorted_users]
+    return mask
+
+
+def _holdout(
+    interactions: Interactions, keep: np.ndarray, config: SplitConfig, fraction: float, stream: int
+) -> np.ndarray:
+    """Mask (over all interactions) of those to hold out from the subset ``keep``."""
+    index = np.flatnonzero(keep)
+    if config.needs_timestamps:
+        key = interactions.timestamps[index].astype(np.float64)
+    else:
+        key = np.random.default_rng([config.seed, stream]).random(len(index))
+    part = holdout_mask(
+        interactions.users[index],
+        key,
+        interactions.items[index],
+        interactions.n_users,
+        None if config.strategy == "leave-last-out" else fraction,
+        config.min_interactions,
+    )
+    out = np.zeros(len(interactions), dtype=bool)
+    out[index[part]] = True
+    return out
+
+
+def split_interactions(interactions: Interactions, config: SplitConfig) -> dict[str, sp.csr_matrix]:
+    """Make the final and tune splits as user x item CSR matrices of one shape.
+
+    Returns
+    -------
+    dict
+        ``train``, ``test``, ``train_val``, ``validation``: float32 CSR matrices of shape
+        (n_users, n_items) with sorted indices; ``train`` = ``train_val`` + ``validation``
+        and ``train`` + ``test`` = all interactions, each pair disjoint.
+
+    Raises
+    ------
+    DataError
+        When the strategy needs timestamps the data lacks, or no user has enough
+        interactions to hold any out.
+    """
+    if config.needs_timestamps and interactions.timestamps is None:
+        raise DataError(
+            f"the {config.strategy} split needs timestamps, and the data has no timestamp "
+            "column (set --timestamp-col, or use --strategy random)"
+        )
+    everything = np.ones(len(interactions), dtype=bool)
+    test = _holdout(interactions, everything, config, config.test_fraction, _TEST_STREAM)
+    if not test.any():
+        raise DataError(
+            f"no user has the {config.min_interactions} interactions needed to hold any out; "
+            "nothing to test on"
+        )
+    validation = _holdout(
+        interactions, ~test, config, config.validation_fraction, _VALIDATION_STREAM
+    )
+    masks = {
+        "train": ~test,
+        "test": test,
+        "train_val": ~test & ~validation,
+        "validation": validation,
+    }
+    return {name: _to_csr(interactions, mask) for name, mask in masks.items()}
+
+
+def _to_csr(interactions: Interactions, mask: np.ndarray) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(
+        (interactions.values[mask], (interactions.users[mask], interactions.items[mask])),
+        shape=(interactions.n_users, interactions.n_items),
+        dtype=np.float32,
+    )
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    matrix.indices = matrix.indices.astype(np.int32)
+    matrix.indptr = matrix.indptr.astype(np.int32)
+    return matrix

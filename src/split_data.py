@@ -1,0 +1,214 @@
+"""Data stage: load interactions, make implicit feedback, split and save CSR matrices.
+
+Examples
+--------
+    python src/split_data.py                                  # synthetic, offline
+    python src/split_data.py --dataset movielens-100k         # downloads once
+    python src/split_data.py --input ratings.csv --strategy temporal
+"""
+
+import os
+
+# implicit warns when OpenBLAS runs many threads; set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path
+
+import click
+
+from rectune.cli import InputError, RectuneCommand, data_dir_option, seed_option
+from rectune.data import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
+from rectune.datasets import DATASETS, SYNTHETIC, SourceSpec, build_dataset
+from rectune.splits import STRATEGIES, SplitConfig
+from rectune.synthetic import SyntheticConfig
+
+_FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
+_DEFAULT_SYNTHETIC = SyntheticConfig()
+
+
+@click.command(
+    cls=RectuneCommand,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default=SYNTHETIC,
+    show_default=True,
+    help="Built-in source: the offline synthetic data or a MovieLens release "
+    "(downloaded to DATA_DIR/raw once, MD5-checked).",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    help="A local CSV, TSV or Parquet file of interactions instead of --dataset.",
+)
+@click.option(
+    "--sep", help="Field separator of --input, overriding its extension (e.g. '::' or ';')."
+)
+@click.option("--user-col", default=Columns.User, show_default=True, help="User id column.")
+@click.option("--item-col", default=Columns.Item, show_default=True, help="Item id column.")
+@click.option("--rating-col", help=f"Rating column [default: {Columns.Rating!r} if present].")
+@click.option(
+    "--timestamp-col",
+    help=f"Timestamp column, Unix seconds or dates [default: {Columns.Timestamp!r} if present].",
+)
+@click.option(
+    "--dataset-name",
+    help="Output folder name under DATA_DIR/processed "
+    "[default: the dataset, or the input file's stem].",
+)
+@click.option(
+    "--n-users",
+    type=click.IntRange(min=1),
+    default=_DEFAULT_SYNTHETIC.n_users,
+    show_default=True,
+    help="Synthetic: number of users.",
+)
+@click.option(
+    "--n-items",
+    type=click.IntRange(min=1),
+    default=_DEFAULT_SYNTHETIC.n_items,
+    show_default=True,
+    help="Synthetic: number of items.",
+)
+@click.option(
+    "--n-interactions",
+    type=click.IntRange(min=1),
+    default=_DEFAULT_SYNTHETIC.n_interactions,
+    show_default=True,
+    help="Synthetic: number of (distinct) interactions.",
+)
+@click.option(
+    "--min-rating",
+    type=float,
+    help="Keep interactions rated at least this [default: 4 for MovieLens, none otherwise].",
+)
+@click.option(
+    "--weighting",
+    type=click.Choice(WEIGHTINGS),
+    default="binary",
+    show_default=True,
+    help="Matrix values: 1 per pair, the pair's highest rating, or its count.",
+)
+@click.option(
+    "--min-user-interactions",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Drop users with fewer distinct items (k-core).",
+)
+@click.option(
+    "--min-item-interactions",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Drop items with fewer distinct users (k-core).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="random",
+    show_default=True,
+    help="Per-user hold-out: random, most recent share, or the single latest.",
+)
+@click.option(
+    "--test-fraction",
+    type=_FRACTION,
+    default=0.2,
+    show_default=True,
+    help="Share of each user's interactions held out for test.",
+)
+@click.option(
+    "--validation-fraction",
+    type=_FRACTION,
+    default=0.2,
+    show_default=True,
+    help="Share of each user's remaining train interactions held out for "
+    "validation (the tune split).",
+)
+@click.option(
+    "--min-split-interactions",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Users with fewer interactions are not split; they stay in train only.",
+)
+@seed_option
+@data_dir_option
+@click.pass_context
+def main(
+    ctx: click.Context,
+    dataset: str,
+    input_path: Path | None,
+    sep: str | None,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    timestamp_col: str | None,
+    dataset_name: str | None,
+    n_users: int,
+    n_items: int,
+    n_interactions: int,
+    min_rating: float | None,
+    weighting: str,
+    min_user_interactions: int,
+    min_item_interactions: int,
+    strategy: str,
+    test_fraction: float,
+    validation_fraction: float,
+    min_split_interactions: int,
+    seed: int,
+    data_dir: Path,
+) -> None:
+    """Split interactions into train/test and train_val/validation CSR matrices.
+
+    Writes DATA_DIR/processed/NAME/ with train.npz, test.npz, train_val.npz,
+    validation.npz (users x items, float32), user_ids.csv, item_ids.csv and
+    manifest.json. The same inputs and --seed give byte-identical matrices.
+    """
+    dataset_given = ctx.get_parameter_source("dataset") != click.core.ParameterSource.DEFAULT
+    if input_path is not None and dataset_given:
+        raise InputError("give either --dataset or --input, not both")
+    spec = SourceSpec(
+        dataset=dataset,
+        input_path=input_path,
+        columns=ColumnMapping(user_col, item_col, rating_col, timestamp_col),
+        sep=sep,
+        synthetic=SyntheticConfig(
+            n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=seed
+        ),
+    )
+    feedback = FeedbackConfig(
+        min_rating=min_rating,
+        weighting=weighting,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
+    )
+    split = SplitConfig(
+        strategy=strategy,
+        test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
+        min_interactions=min_split_interactions,
+        seed=seed,
+    )
+    manifest = build_dataset(spec, feedback, split, name=dataset_name, data_dir=data_dir)
+
+    counts, nnz = manifest["counts"], manifest["nnz"]
+    out = Path(data_dir) / "processed" / manifest["name"]
+    click.echo(f"Wrote {out}")
+    click.echo(
+        f"  users {counts['users']:,}  items {counts['items']:,}  "
+        f"interactions {counts['interactions']:,}"
+    )
+    click.echo("  " + "  ".join(f"{name} {value:,}" for name, value in nnz.items()))
+    click.echo(
+        f"  users in test {counts['users_in_test']:,}  "
+        f"in validation {counts['users_in_validation']:,}"
+    )
+    click.echo(f"  fingerprint {manifest['fingerprint'][:16]}")
+
+
+if __name__ == "__main__":
+    main()
