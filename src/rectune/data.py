@@ -259,7 +259,9 @@ def _timestamp_column(values: pd.Series, source: str) -> pd.Series:
             f"{int(bad.sum())} row(s) do not (first at data row {row + 1}: "
             f"{values.iloc[row]!r})"
         )
-    return pd.Series(parsed.astype("int64") // 1_000_000_000, index=values.index)
+    # pandas 3 picks the datetime resolution per input, so divide by a Timedelta.
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64)
 
 
 def to_implicit_feedback(

@@ -40,7 +40,7 @@ class SyntheticConfig:
     n_interactions: int = 100_000
     n_factors: int = 16
     signal: float = 2.5
-    popularity_exponent: float = 0.9
+    popularity_exponent: float = 1.2
     seed: int = 42
 
     def __post_init__(self) -> None:
