@@ -118,6 +118,23 @@ def test_users_with_no_held_out_items_are_skipped_and_user_subsets_work():
     assert empty.n_users == 0 and math.isnan(empty.means["precision"])
 
 
+def test_stored_zeros_in_test_are_not_relevant_and_input_is_not_modified():
+    test = sp.csr_matrix(
+        (np.array([0.0, 1.0], np.float32), np.array([1, 0]), np.array([0, 2])), shape=(1, 6)
+    )  # unsorted, item 1 stored as 0
+    result = evaluate(
+        None,
+        csr([[]], 6),
+        test,
+        2,
+        user_factors=np.eye(1, dtype=np.float32),
+        item_factors=np.array([DESCENDING], np.float32).T.copy(),
+    )
+    assert result.per_user["precision"] == pytest.approx([1 / 2])  # only item 0 counts
+    assert result.per_user["recall"] == pytest.approx([1.0])
+    assert test.indices.tolist() == [1, 0] and test.nnz == 2
+
+
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])
 def test_k_must_be_a_positive_integer(k):
     with pytest.raises(ConfigError, match="k must be a positive integer"):

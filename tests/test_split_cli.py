@@ -128,6 +128,15 @@ def test_weighting_and_string_ids_from_a_tsv(run_split, tmp_path):
     assert full.tolist() == [[2, 1, 0], [1, 0, 1]]
 
 
+def test_ids_spelled_like_missing_values_are_kept(run_split, tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("user_id,item_id\nNA,null\nNA,x\nNaN,null\nNaN,x\n")
+    result = run_split("--input", str(path))
+    assert result.exit_code == 0, result.output
+    ds = load_dataset("codes", data_dir=tmp_path / "data")
+    assert ds.user_ids.tolist() == ["NA", "NaN"] and ds.item_ids.tolist() == ["null", "x"]
+
+
 def one_line_error(result) -> str:
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

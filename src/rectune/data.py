@@ -156,7 +156,8 @@ def _read_table(path: Path, sep: str | None) -> pd.DataFrame:
             sep = _DELIMITED_SEPARATORS[suffix]
         # Multi-character separators (MovieLens' '::') need the python engine.
         engine = "c" if len(sep) == 1 else "python"
-        return pd.read_csv(path, sep=sep, engine=engine)
+        # Only empty fields are missing: an id such as "NA" or "null" is data.
+        return pd.read_csv(path, sep=sep, engine=engine, keep_default_na=False, na_values=[""])
     except DataError:
         raise
     except pd.errors.EmptyDataError as err:

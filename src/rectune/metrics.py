@@ -254,7 +254,10 @@ def evaluate(
             f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} items; "
             f"the matrices have {n_users} x {n_items}"
         )
-    test.sort_indices()
+    if not test.has_sorted_indices or not test.data.all():
+        test = test.copy()  # leave the caller's matrix as it was
+        test.eliminate_zeros()  # a stored zero is not a held-out item
+        test.sort_indices()
     n_relevant_all = np.diff(test.indptr)
     candidates = np.arange(n_users) if users is None else np.unique(np.asarray(users))
     evaluated = candidates[n_relevant_all[candidates] > 0]

@@ -163,8 +163,10 @@ def load_dataset(name_or_path: str | Path, data_dir: Path = DATA_DIR) -> SplitDa
     try:
         manifest = json.loads(manifest_file.read_text())
         matrices = {name: sp.load_npz(path / f"{name}.npz").tocsr() for name in SPLIT_NAMES}
-        user_ids = pd.read_csv(path / ID_FILES["user"])["user_id"].to_numpy()
-        item_ids = pd.read_csv(path / ID_FILES["item"])["item_id"].to_numpy()
+        # Ids are data: an id spelled "NA" or "null" stays that string.
+        user_ids = pd.read_csv(path / ID_FILES["user"], keep_default_na=False)["user_id"]
+        item_ids = pd.read_csv(path / ID_FILES["item"], keep_default_na=False)["item_id"]
+        user_ids, item_ids = user_ids.to_numpy(), item_ids.to_numpy()
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"processed dataset at {path} is incomplete or corrupt: {err}") from err
     for name, matrix in matrices.items():
