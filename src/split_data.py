@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from rectune.cli import InputError, RectuneCommand, data_dir_option, seed_option
+from rectune.cli import InputError, RectuneCommand, data_dir_option, seed_option, warn
 from rectune.data import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
 from rectune.datasets import DATASETS, SYNTHETIC, SourceSpec, build_dataset
 from rectune.splits import STRATEGIES, SplitConfig
@@ -135,7 +135,7 @@ _DEFAULT_SYNTHETIC = SyntheticConfig()
     show_default=True,
     help="Users with fewer interactions are not split; they stay in train only.",
 )
-@seed_option
+@seed_option("Seed of the synthetic data and of the split: same seed, same matrices.")
 @data_dir_option
 @click.pass_context
 def main(
@@ -168,9 +168,16 @@ def main(
     validation.npz (users x items, float32), user_ids.csv, item_ids.csv and
     manifest.json. The same inputs and --seed give byte-identical matrices.
     """
-    dataset_given = ctx.get_parameter_source("dataset") != click.core.ParameterSource.DEFAULT
-    if input_path is not None and dataset_given:
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+    if input_path is not None and given("dataset"):
         raise InputError("give either --dataset or --input, not both")
+    is_synthetic = input_path is None and dataset == SYNTHETIC
+    shape_options = [f"--{n.replace('_', '-')}" for n in ("n_users", "n_items", "n_interactions")]
+    if not is_synthetic and any(given(o[2:].replace("-", "_")) for o in shape_options):
+        raise InputError(f"{', '.join(shape_options)} apply to --dataset {SYNTHETIC} only")
     spec = SourceSpec(
         dataset=dataset,
         input_path=input_path,
@@ -178,7 +185,9 @@ def main(
         sep=sep,
         synthetic=SyntheticConfig(
             n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=seed
-        ),
+        )
+        if is_synthetic
+        else SyntheticConfig(),
     )
     feedback = FeedbackConfig(
         min_rating=min_rating,
@@ -195,6 +204,14 @@ def main(
     )
     manifest = build_dataset(spec, feedback, split, name=dataset_name, data_dir=data_dir)
 
+    if manifest["source"].get("verification") == "unverified":
+        warn(
+            f"{manifest['source']['name']} was used without a checksum check: no MD5 is "
+            "pinned for it and the published one could not be fetched (offline?)"
+        )
+    for split, users in (("test", "users_in_test"), ("validation", "users_in_validation")):
+        if manifest["counts"][users] == 0:
+            warn(f"the {split} split is empty: no user has enough interactions to hold out")
     counts, nnz = manifest["counts"], manifest["nnz"]
     out = Path(data_dir) / "processed" / manifest["name"]
     click.echo(f"Wrote {out}")

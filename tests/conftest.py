@@ -5,22 +5,17 @@ import os
 # implicit warns about multi-threaded OpenBLAS; set before numpy is first imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-if str(SRC) not in sys.path:  # the entry scripts live beside the package
-    sys.path.insert(0, str(SRC))
-
-import split_data  # noqa: E402
-from rectune.data import FeedbackConfig  # noqa: E402
-from rectune.datasets import SourceSpec, build_dataset  # noqa: E402
-from rectune.processed import load_dataset  # noqa: E402
-from rectune.splits import SplitConfig  # noqa: E402
+import split_data
+from rectune.data import FeedbackConfig
+from rectune.datasets import SourceSpec, build_dataset
+from rectune.processed import load_dataset
+from rectune.splits import SplitConfig
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_bad_hyperparameters_get_a_clear_error(name, params, message):
 def test_device_resolution(monkeypatch):
     monkeypatch.setattr(models, "cuda_available", lambda: False)
     assert resolve_device("auto") == "cpu"
-    with pytest.raises(ModelError, match="--device cuda was asked for, but implicit reports"):
+    with pytest.raises(ModelError, match="device 'cuda' was asked for, but implicit reports"):
         resolve_device("cuda")
     with pytest.raises(ModelError, match="unknown device 'tpu'"):
         resolve_device("tpu")
@@ -107,6 +107,8 @@ def test_save_and_load_round_trip_without_pickle(synthetic_dataset, tmp_path, na
     )
     path = save_model(model, tmp_path / name)
     assert path.name == f"{name}.npz" and list(tmp_path.iterdir()) == [path]
+    again = save_model(model, tmp_path / "again.npz")
+    assert again.read_bytes() == path.read_bytes()  # byte-reproducible, like the data
     with np.load(path, allow_pickle=False) as stored:
         assert str(stored["model_name"]) == name
     loaded = load_model(path)

@@ -98,6 +98,7 @@ def test_archive_in_raw_is_verified_and_extracted(run_split, tmp_path, monkeypat
     trust(monkeypatch, "movielens-100k", md5_of(archive))
     result = run_split("--dataset", "movielens-100k")
     assert result.exit_code == 0, result.output
+    assert manifest_of(tmp_path, "movielens-100k")["source"]["verification"] == "pinned-md5"
     assert (tmp_path / "data" / "raw" / "ml-100k" / "u.data").read_text() == U_DATA
 
 
@@ -132,6 +133,7 @@ def test_published_md5_is_fetched_when_none_is_pinned(run_split, tmp_path, mirro
     (mirror / "ml-32m.zip.md5").write_text(f"{md5_of(served)}  ml-32m.zip\n")
     result = run_split("--dataset", "movielens-32m", "--min-split-interactions", "2")
     assert result.exit_code == 0, result.output
+    assert manifest_of(tmp_path, "movielens-32m")["source"]["verification"] == "published-md5"
     # ratings >= 4: user 1 {10, 11}, user 2 {10, 13}
     assert manifest_of(tmp_path, "movielens-32m")["counts"]["interactions"] == 4
     (mirror / "ml-32m.zip.md5").write_text("0" * 32 + "  ml-32m.zip\n")
@@ -142,6 +144,17 @@ def test_published_md5_is_fetched_when_none_is_pinned(run_split, tmp_path, mirro
     assert "checksum mismatch for ml-32m.zip" in result.output
     assert "the download was corrupted" in result.output
     assert not (tmp_path / "data" / "raw" / "ml-32m.zip").exists()  # bad download not kept
+
+
+def test_hand_placed_archive_without_pinned_md5_is_used_offline_with_a_warning(
+    run_split, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(BASE_URL_ENV, closed_port_url())  # the published .md5 is unreachable
+    make_archive(tmp_path / "data" / "raw", "ml-32m", "ratings.csv", RATINGS_CSV)
+    result = run_split("--dataset", "movielens-32m")
+    assert result.exit_code == 0, result.output
+    assert "Warning: movielens-32m was used without a checksum check" in result.stderr
+    assert manifest_of(tmp_path, "movielens-32m")["source"]["verification"] == "unverified"
 
 
 def test_offline_error_names_the_url_and_where_to_put_the_file(run_split, tmp_path, monkeypatch):

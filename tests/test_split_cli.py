@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from click.testing import CliRunner
 
+import split_data
 from rectune import __version__
 from rectune._io import csr_fingerprint
 from rectune.processed import load_dataset
@@ -229,6 +231,14 @@ BAD_INPUTS = {
         lambda p: ["--dataset", "synthetic", "--input", write(p, "b.csv", GOOD_CSV)],
         "give either --dataset or --input, not both",
     ),
+    "synthetic options with a file": (
+        lambda p: ["--input", write(p, "s.csv", GOOD_CSV), "--n-users", "5"],
+        "--n-users, --n-items, --n-interactions apply to --dataset synthetic only",
+    ),
+    "synthetic options with movielens": (
+        lambda p: ["--dataset", "movielens-100k", "--n-items", "5"],
+        "apply to --dataset synthetic only",
+    ),
     "unknown format": (
         lambda p: ["--input", write(p, "x.xlsx", "a")],
         "cannot tell the format of .*x.xlsx",
@@ -249,7 +259,8 @@ def test_bad_input_gets_one_line_exit_2_and_writes_nothing(run_split, tmp_path, 
     make_args, message = BAD_INPUTS[case]
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    result = run_split(*make_args(inputs), *SMALL)
+    args = make_args(inputs)
+    result = run_split(*args, *([] if "--input" in args else SMALL))
     line = one_line_error(result)
     assert re.search(message, line), line
     processed = tmp_path / "data" / "processed"
@@ -265,6 +276,17 @@ def test_failed_run_leaves_the_earlier_dataset_intact(run_split, tmp_path):
     one_line_error(run_split("--input", bad, "--dataset-name", "mine"))
     assert files_of(out) == before
     assert [p.name for p in out.parent.iterdir()] == ["mine"]
+
+
+def test_an_empty_validation_split_is_warned_about(run_split, tmp_path):
+    # Two interactions per user: one goes to test, one stays in train, none to validation.
+    path = write(tmp_path, "pairs.csv", "user_id,item_id\n1,1\n1,2\n2,1\n2,2\n")
+    result = CliRunner().invoke(
+        split_data.main, ["--input", path, "--data-dir", str(tmp_path / "data")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Warning: the validation split is empty" in result.stderr
+    assert "Warning: the test split" not in result.stderr
 
 
 def test_help_lists_the_options():

@@ -34,17 +34,14 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
 
-    Nothing is left behind when the body raises. ``suffix`` keeps an extension that a
-    writer insists on (numpy appends ``.npz`` to names without it).
+    Nothing is left behind when the body raises.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent
-    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; finished files follow the umask
@@ -95,20 +92,13 @@ def csr_fingerprint(matrix: sp.csr_matrix) -> str:
     return digest.hexdigest()
 
 
-def csr_to_npz_bytes(matrix: sp.csr_matrix) -> bytes:
-    """Serialise a CSR matrix in ``scipy.sparse.save_npz`` layout, deterministically.
+def arrays_to_npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialise named arrays in ``numpy.savez`` layout, deterministically.
 
-    The result loads with :func:`scipy.sparse.load_npz` (no pickle needed) and is
-    byte-identical for identical matrices: members are written in a fixed order with a
+    The result loads with :func:`numpy.load` (``allow_pickle=False``) and is
+    byte-identical for identical arrays: members are written in the given order with a
     fixed timestamp and compression level.
     """
-    arrays = {
-        "indices": matrix.indices,
-        "indptr": matrix.indptr,
-        "format": np.array("csr"),
-        "shape": np.array(matrix.shape),
-        "data": matrix.data,
-    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, array in arrays.items():
@@ -119,6 +109,19 @@ def csr_to_npz_bytes(matrix: sp.csr_matrix) -> bytes:
             np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
             archive.writestr(info, member.getvalue(), compresslevel=6)
     return buffer.getvalue()
+
+
+def csr_to_npz_bytes(matrix: sp.csr_matrix) -> bytes:
+    """A CSR matrix in ``scipy.sparse.save_npz`` layout (loads with ``load_npz``)."""
+    return arrays_to_npz_bytes(
+        {
+            "indices": matrix.indices,
+            "indptr": matrix.indptr,
+            "format": np.array("csr"),
+            "shape": np.array(matrix.shape),
+            "data": matrix.data,
+        }
+    )
 
 
 def write_csr_atomic(target: str | os.PathLike[str], matrix: sp.csr_matrix) -> None:

@@ -44,14 +44,14 @@ class RectuneCommand(click.Command):
             raise InputError(str(err)) from err
 
 
-def seed_option(func: Any) -> Any:
-    return click.option(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        show_default=True,
-        help="One seed for the data generator, the split, the model and the sampler.",
-    )(func)
+def seed_option(help: str) -> Any:
+    """``--seed``; ``help`` says what the seed drives in this stage."""
+    return click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help=help)
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def data_dir_option(func: Any) -> Any:

@@ -92,7 +92,8 @@ def load_source(spec: SourceSpec, data_dir: Path = DATA_DIR) -> LoadedSource:
             },
         )
     release = movielens.RELEASES[spec.dataset]
-    path = movielens.fetch(release, raw_dir(data_dir))
+    fetched = movielens.fetch(release, raw_dir(data_dir))
+    path = fetched.path
     frame = movielens.read_ratings(release, path)
     return LoadedSource(
         frame,
@@ -102,6 +103,7 @@ def load_source(spec: SourceSpec, data_dir: Path = DATA_DIR) -> LoadedSource:
             "url": release.url(),
             "path": str(path.resolve()),
             "sha256": sha256_file(path),
+            "verification": fetched.verification,
         },
     )
 

@@ -12,6 +12,7 @@ more threads explicitly to trade reproducibility for speed.
 
 from __future__ import annotations
 
+import io
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import implicit.gpu.bpr
 import numpy as np
 import scipy.sparse as sp
 
-from rectune._io import atomic_path
+from rectune._io import arrays_to_npz_bytes, write_bytes_atomic
 from rectune.errors import ModelError
 
 ModelName = Literal["als", "bpr"]
@@ -151,8 +152,8 @@ def resolve_device(device: str) -> Literal["cpu", "cuda"]:
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
         raise ModelError(
-            "--device cuda was asked for, but implicit reports no CUDA device "
-            "(implicit.gpu.HAS_CUDA is False); use --device cpu or auto"
+            "device 'cuda' was asked for, but implicit reports no CUDA device "
+            "(implicit.gpu.HAS_CUDA is False); use device 'cpu' or 'auto'"
         )
     return device  # type: ignore[return-value]
 
@@ -250,14 +251,15 @@ def save_model(model: Any, path: str | Path) -> Path:
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     cpu_model = to_cpu(model)
-    name = model_name_of(cpu_model)
-    with atomic_path(path, suffix=".npz") as tmp:
-        cpu_model.save(str(tmp))
-        # Add the model name beside implicit's own entries.
-        with np.load(tmp, allow_pickle=False) as stored:
-            entries = dict(stored.items())
-        entries["model_name"] = np.array(name)
-        np.savez(tmp, **entries)
+    entries = {"model_name": np.array(model_name_of(cpu_model))}
+    # implicit's own save writes the entries its load() expects; re-pack them
+    # deterministically (np.savez stamps the time) with the model name added.
+    buffer = io.BytesIO()
+    cpu_model.save(buffer)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        entries.update(stored.items())
+    write_bytes_atomic(path, arrays_to_npz_bytes(entries))
     return path
 
 

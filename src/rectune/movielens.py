@@ -7,6 +7,10 @@ Lookup order for a release such as ``movielens-100k``:
 3. otherwise the archive is downloaded from GroupLens with a progress bar, verified
    against its published MD5 and kept, so the next run needs no network.
 
+Archives are checked against the MD5 pinned here, or, for releases without one
+(``movielens-32m``), against GroupLens' published ``.md5`` file. An archive placed by
+hand while offline, with no pinned MD5, is used unverified and the manifest says so.
+
 Set ``RECTUNE_MOVIELENS_URL`` to use a mirror with the same file names.
 """
 
@@ -79,8 +83,21 @@ def ratings_path(release: MovieLensRelease, raw_dir: Path) -> Path:
     return Path(raw_dir) / release.folder / release.ratings_file
 
 
-def fetch(release: MovieLensRelease, raw_dir: Path) -> Path:
-    """Make sure the ratings file of ``release`` is on disk; return its path.
+@dataclass(frozen=True)
+class Fetched:
+    """A ratings file on disk and how its archive was checked.
+
+    ``verification`` is ``pinned-md5`` or ``published-md5`` (checked), ``unverified``
+    (an archive placed by hand while the published MD5 was unreachable) or
+    ``extracted`` (the ratings file was already extracted; its SHA-256 is recorded).
+    """
+
+    path: Path
+    verification: str
+
+
+def fetch(release: MovieLensRelease, raw_dir: Path) -> Fetched:
+    """Make sure the ratings file of ``release`` is on disk.
 
     Raises
     ------
@@ -91,14 +108,14 @@ def fetch(release: MovieLensRelease, raw_dir: Path) -> Path:
     raw_dir = Path(raw_dir)
     target = ratings_path(release, raw_dir)
     if target.is_file():
-        return target
+        return Fetched(target, "extracted")
     archive = raw_dir / release.archive_name
     if not archive.is_file():
-        _download(release, archive)
+        verification = _download(release, archive)
     else:
-        _verify(release, archive, downloaded=False)
+        verification = _verify(release, archive, downloaded=False)
     _extract(release, archive, target)
-    return target
+    return Fetched(target, verification)
 
 
 def read_ratings(release: MovieLensRelease, path: Path) -> pd.DataFrame:
@@ -117,7 +134,7 @@ def read_ratings(release: MovieLensRelease, path: Path) -> pd.DataFrame:
         raise DataError(f"cannot read {path}: {err}") from err
 
 
-def _download(release: MovieLensRelease, archive: Path) -> None:
+def _download(release: MovieLensRelease, archive: Path) -> str:
     url = release.url()
     archive.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -137,20 +154,30 @@ def _download(release: MovieLensRelease, archive: Path) -> None:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
-            _verify(release, partial, downloaded=True)
+            verification = _verify(release, partial, downloaded=True)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", None) or err
         raise DownloadError(
             f"could not download {release.name} from {url} ({reason}); without internet "
             f"access, download that file elsewhere and place it at {archive}"
         ) from err
+    return verification
 
 
-def _verify(release: MovieLensRelease, archive: Path, downloaded: bool) -> None:
-    expected = release.md5 or _published_md5(release)
+def _verify(release: MovieLensRelease, archive: Path, downloaded: bool) -> str:
+    """Check ``archive``'s MD5; return how it was checked (see :class:`Fetched`)."""
+    if release.md5 is not None:
+        expected, verification = release.md5, "pinned-md5"
+    else:
+        try:
+            expected, verification = _published_md5(release), "published-md5"
+        except DownloadError:
+            if downloaded:  # we just reached the server; its checksum must be there too
+                raise
+            return "unverified"  # placed by hand, and we are offline
     actual = _md5(archive)
     if actual == expected:
-        return
+        return verification
     fix = (
         "the download was corrupted; run the command again"
         if downloaded
