@@ -65,6 +65,18 @@ def test_device_resolution(monkeypatch):
     assert resolve_device("auto") == "cuda"
 
 
+@pytest.mark.skipif(models.cuda_available(), reason="a real GPU builds the model")
+@pytest.mark.parametrize("name", ["als", "bpr"])
+def test_cuda_construction_errors_are_model_errors(monkeypatch, name):
+    # Pretend CUDA is there: implicit's GPU classes accept our arguments (no TypeError)
+    # and then refuse for lack of a GPU runtime, which must surface as one clear error.
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    with pytest.raises(ModelError, match=f"cannot build {name.upper()} on CUDA: "):
+        build_model(
+            name, {"factors": 8, "use_cg": True} if name == "als" else {"factors": 8}, device="auto"
+        )
+
+
 @pytest.mark.parametrize("name", ["als", "bpr"])
 def test_callback_sees_every_iteration_and_can_stop_the_fit(synthetic_dataset, name):
     seen = []

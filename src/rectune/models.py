@@ -188,7 +188,10 @@ def build_model(
         cls = (
             module.AlternatingLeastSquares if name == "als" else module.BayesianPersonalizedRanking
         )
-        return cls(**kwargs, random_state=seed)
+        try:
+            return cls(**kwargs, random_state=seed)
+        except ValueError as err:  # e.g. implicit built without RMM
+            raise ModelError(f"cannot build {name.upper()} on CUDA: {err}") from err
     if num_threads is None:
         num_threads = 0 if name == "als" else 1
     if num_threads < 0:
