@@ -27,10 +27,15 @@ import scipy.sparse as sp
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with
+# threads creating files if done on every write.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -44,7 +49,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; finished files follow the umask
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; finished files follow the umask
     try:
         yield tmp
         os.replace(tmp, target)
@@ -142,7 +147,7 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
     )
-    staging.chmod(0o777 & ~_umask())
+    staging.chmod(0o777 & ~_UMASK)
     try:
         yield staging
         backup = None
