@@ -177,3 +177,41 @@ def _to_csr(interactions: Interactions, mask: np.ndarray) -> sp.csr_matrix:
     matrix.indices = matrix.indices.astype(np.int32)
     matrix.indptr = matrix.indptr.astype(np.int32)
     return matrix
+
+
+def per_user_folds(
+    matrix: sp.csr_matrix, n_folds: int, seed: int
+) -> list[tuple[sp.csr_matrix, sp.csr_matrix]]:
+    """Split each user's interactions into ``n_folds`` folds for cross-validation.
+
+    Each user's interactions are shuffled (seeded) and dealt round-robin into the folds,
+    so fold sizes per user differ by at most one. Users with a single interaction are
+    never held out. Fold ``f`` returns ``(train, held_out)`` where ``held_out`` holds the
+    user's interactions dealt to ``f`` and ``train`` the rest; every user with at least
+    two interactions keeps at least one in ``train`` of every fold.
+    """
+    if n_folds < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    coo = matrix.tocoo()
+    users = coo.row.astype(np.int64)
+    key = np.random.default_rng([seed, 2]).random(len(users))
+    order = np.lexsort((key, users))
+    counts = np.bincount(users, minlength=matrix.shape[0])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = np.arange(len(users)) - starts[users[order]]
+    fold_of = np.where(counts[users] >= 2, rank % n_folds, -1)
+    folds = []
+    for fold in range(n_folds):
+        held = fold_of == fold
+        parts = []
+        for mask in (~held, held):
+            part = sp.csr_matrix(
+                (coo.data[mask], (coo.row[mask], coo.col[mask])),
+                shape=matrix.shape,
+                dtype=np.float32,
+            )
+            part.sort_indices()
+            parts.append(part)
+        folds.append((parts[0], parts[1]))
+    return folds

@@ -1,0 +1,240 @@
+"""Tuning stage: an Optuna study over ALS or BPR hyperparameters, tracked in MLflow.
+
+Examples
+--------
+    python src/hyperparameter_tuning.py --model als
+    python src/hyperparameter_tuning.py --model bpr --n-trials 30 --sampler random
+    python src/hyperparameter_tuning.py --model als --objectives precision@10,coverage@10
+"""
+
+import os
+
+# implicit warns when OpenBLAS runs many threads; set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path
+
+import click
+import optuna
+
+from rectune.cli import RectuneCommand, data_dir_option, seed_option
+from rectune.config import MODELS_DIR
+from rectune.models import DEVICES, MODEL_NAMES
+from rectune.tuning import (
+    PRUNERS,
+    SAMPLERS,
+    TUNING_METRICS,
+    TuningConfig,
+    parse_objectives,
+    run_tuning,
+)
+
+
+@click.command(
+    cls=RectuneCommand,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to tune.")
+@click.option(
+    "--dataset",
+    default="synthetic",
+    show_default=True,
+    help="Processed dataset name (from split_data.py) or folder; the default "
+    "synthetic one is made if missing.",
+)
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Trials to run in this invocation (added to a resumed study).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop starting new trials after this many seconds.",
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Length of the ranked lists scored.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(TUNING_METRICS),
+    default="precision",
+    show_default=True,
+    help="Validation metric@K to maximise.",
+)
+@click.option(
+    "--objectives",
+    help="Several objectives for a multi-objective study (NSGA-II by default), "
+    "e.g. 'precision@10,coverage@10' or 'precision@10,fit_seconds'.",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    help="Optuna sampler [default: tpe; nsga2 with --objectives].",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(PRUNERS),
+    default="median",
+    show_default=True,
+    help="Stops trials whose intermediate validation scores lag.",
+)
+@click.option(
+    "--search-space",
+    type=click.Path(path_type=Path),
+    help="YAML search space [default: the model's shipped grid, "
+    "src/rectune/search_spaces/MODEL.yaml].",
+)
+@click.option(
+    "--study-name",
+    help="Optuna study; an existing one in --storage is resumed "
+    "[default: MODEL-DATASET-OBJECTIVES].",
+)
+@click.option(
+    "--storage",
+    help="Optuna storage URL [default: sqlite:///<folder of --output>/optuna.db; "
+    "never the MLflow database].",
+)
+@click.option(
+    "--n-jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trials run in parallel threads (cores are shared between them).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="auto uses CUDA when implicit reports it available.",
+)
+@click.option(
+    "--cv-folds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Score each trial by the mean over N per-user folds of train "
+    "(N fits per trial) instead of train_val/validation.",
+)
+@click.option(
+    "--checkpoints",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Intermediate validation scores per trial, reported to the pruner.",
+)
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="Enqueue the current best parameters from --output and the defaults as the first trials.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=MODELS_DIR / "best_hyperparameters.json",
+    show_default="models/best_hyperparameters.json",
+    help="Best parameters, merged per model; reports go beside it in reports/.",
+)
+@click.option("--experiment-name", help="MLflow experiment [default: rectune-MODEL].")
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show the trial progress bar."
+)
+@seed_option(
+    "One seed for the sampler and the models (and a synthetic dataset made "
+    "on the fly): same seed, same trials."
+)
+@data_dir_option
+def main(
+    model: str,
+    dataset: str,
+    n_trials: int,
+    timeout: float | None,
+    k: int,
+    metric: str,
+    objectives: str | None,
+    sampler: str | None,
+    pruner: str,
+    search_space: Path | None,
+    study_name: str | None,
+    storage: str | None,
+    n_jobs: int,
+    device: str,
+    cv_folds: int,
+    checkpoints: int,
+    warm_start: bool,
+    output: Path,
+    experiment_name: str | None,
+    progress: bool,
+    seed: int,
+    data_dir: Path,
+) -> None:
+    """Tune MODEL's hyperparameters: train on train_val, score metric@K on validation.
+
+    Every trial is a child run under one MLflow parent run; the best parameters are
+    merged into --output as {"als": {...}, "bpr": {...}}.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = TuningConfig(
+        model=model,
+        dataset=dataset,
+        n_trials=n_trials,
+        timeout=timeout,
+        k=k,
+        metric=metric,
+        objectives=parse_objectives(objectives) if objectives else (),
+        sampler=sampler,
+        pruner=pruner,
+        search_space=search_space,
+        study_name=study_name,
+        storage=storage,
+        n_jobs=n_jobs,
+        seed=seed,
+        device=device,
+        cv_folds=cv_folds,
+        warm_start=warm_start,
+        output=output,
+        experiment_name=experiment_name,
+        data_dir=data_dir,
+        checkpoints=checkpoints,
+        show_progress=progress,
+    )
+    result = run_tuning(config)
+
+    counts = result.counts
+    ran = counts["complete"] + counts["pruned"] + counts["failed"]
+    click.echo(
+        f"Study {result.study.study_name}: {ran} "
+        f"trials this run ({counts['complete']} complete, {counts['reused']} of them "
+        f"reused, {counts['pruned']} pruned, {counts['failed']} failed); "
+        f"{counts['study_total']} in the study"
+        + (f", {result.resumed_trials} from earlier runs" if result.resumed_trials else "")
+    )
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    if result.best_params is None:
+        click.echo("No trial completed, so no best parameters were written.")
+    else:
+        values = ", ".join(f"{name} = {value:.4f}" for name, value in result.best_values.items())
+        params = ", ".join(f"{name}={value}" for name, value in result.best_params.items())
+        click.echo(f"Best (trial {result.best_trial_number}): {values}")
+        click.echo(f"  {params}")
+        click.echo(f"Wrote the {model} entry of {config.output}")
+    if result.report_path:
+        click.echo(f"Report: {result.report_path}")
+    click.echo(
+        f"MLflow parent run {result.parent_run_id} in experiment "
+        f"{config.resolved_experiment} ({result.tracking_uri})"
+    )
+    click.echo(f"  see it with `{result.ui_hint}`, then open http://127.0.0.1:5000")
+    click.echo(f"Wall time {result.wall_seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

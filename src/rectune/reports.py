@@ -1,0 +1,191 @@
+"""Study reports: plots, parameter importances and one self-contained HTML page.
+
+Each plot is also logged on its own as a small HTML file that loads plotly.js from its
+CDN (so it needs internet to render); the study report inlines plotly.js once (~4.8 MB)
+and works offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.importance import (
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+    get_param_importances,
+)
+
+from rectune._io import write_json_atomic, write_text_atomic
+
+
+def _objective_names(study: optuna.Study) -> list[str]:
+    attrs = study.user_attrs.get("rectune", {})
+    names = attrs.get("objectives") or []
+    return (
+        names
+        if len(names) == len(study.directions)
+        else [f"objective {i}" for i in range(len(study.directions))]
+    )
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
+    """The study's plotly figures, and for each plot that could not be drawn, why."""
+    vis = optuna.visualization
+    names = _objective_names(study)
+    multi = len(names) > 1
+    target = (
+        {"target": (lambda t: t.values[0]), "target_name": names[0]}
+        if multi
+        else {"target_name": names[0]}
+    )
+    builders = {
+        "optimization_history": lambda: vis.plot_optimization_history(study, **target),
+        "param_importances": lambda: vis.plot_param_importances(study, **target),
+        "parallel_coordinate": lambda: vis.plot_parallel_coordinate(study, **target),
+        "slice": lambda: vis.plot_slice(study, **target),
+        "contour": lambda: vis.plot_contour(study, **target),
+    }
+    if multi:
+        builders["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=names)
+    else:
+        builders["intermediate_values"] = lambda: vis.plot_intermediate_values(study)
+    figures, skipped = {}, {}
+    for name, build in builders.items():
+        if len(_complete(study)) < (2 if name in ("param_importances", "contour") else 1):
+            skipped[name] = "needs more complete trials"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figures[name] = build()
+        except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as err:
+            skipped[name] = f"{type(err).__name__}: {err}"
+    return figures, skipped
+
+
+def importances(study: optuna.Study, seed: int = 42) -> dict[str, Any]:
+    """fANOVA and PED-ANOVA importance of each parameter for the first objective."""
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    out: dict[str, Any] = {}
+    evaluators = {
+        "fanova": FanovaImportanceEvaluator(seed=seed),
+        "ped_anova": PedAnovaImportanceEvaluator(),
+    }
+    for name, evaluator in evaluators.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = get_param_importances(study, evaluator=evaluator, target=target)
+            out[name] = {param: round(float(v), 6) for param, v in values.items()}
+        except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as err:
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
+    return out
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _trial_rows(study: optuna.Study) -> list[list[Any]]:
+    rows = []
+    for t in study.trials:
+        values = ", ".join(f"{v:.4f}" for v in t.values) if t.values else ""
+        duration = f"{t.duration.total_seconds():.2f}" if t.duration else ""
+        note = (
+            f"reused trial {t.user_attrs['reused_from']}"
+            if "reused_from" in t.user_attrs
+            else t.user_attrs.get("error", "")
+        )
+        params = ", ".join(f"{k}={v}" for k, v in t.params.items())
+        rows.append([t.number, t.state.name, values, params, duration, note])
+    return rows
+
+
+def render_report(
+    study: optuna.Study,
+    summary: dict[str, Any],
+    figures: dict[str, Any],
+    skipped: dict[str, str],
+    importance: dict[str, Any],
+) -> str:
+    """One self-contained HTML page: summary, best parameters, trials, importances, plots."""
+    plots = []
+    for index, (name, figure) in enumerate(figures.items()):
+        body = figure.to_html(full_html=False, include_plotlyjs=index == 0)
+        plots.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3>{body}")
+    for name, reason in skipped.items():
+        plots.append(f"<p><em>{html.escape(name)}: not drawn ({html.escape(reason)})</em></p>")
+    params = summary.get("best_params") or {}
+    importance_rows = [
+        [method, ", ".join(f"{k}={v}" for k, v in values.items())]
+        for method, values in importance.items()
+    ]
+    summary_rows = [
+        [key, json.dumps(value) if isinstance(value, dict | list) else value]
+        for key, value in summary.items()
+        if key != "best_params"
+    ]
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>rectune study {html.escape(study.study_name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; font-size: 14px; }}
+th {{ background: #f3f3f3; }}
+</style></head><body>
+<h1>Study {html.escape(study.study_name)}</h1>
+<h2>Summary</h2>{_table(summary_rows, ["", ""])}
+<h2>Best parameters</h2>{_table([[k, v] for k, v in params.items()], ["parameter", "value"])}
+<h2>Parameter importance</h2>{_table(importance_rows, ["method", "importance"])}
+<h2>Trials</h2>{
+        _table(_trial_rows(study), ["trial", "state", "values", "parameters", "seconds", "note"])
+    }
+<h2>Plots</h2>{"".join(plots)}
+</body></html>
+"""
+
+
+def write_study_reports(
+    study: optuna.Study,
+    summary: dict[str, Any],
+    reports_dir: Path,
+    tracker: Any,
+    parent_run_id: str,
+    seed: int = 42,
+) -> Path:
+    """Log the plots, importances and report to the parent run; return the report path.
+
+    The report is also written to ``reports_dir/<study name>.html``.
+    """
+    figures, skipped = study_figures(study)
+    importance = importances(study, seed=seed)
+    report = render_report(study, summary, figures, skipped, importance)
+    report_path = Path(reports_dir) / f"{study.study_name}.html"
+    write_text_atomic(report_path, report)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, figure in figures.items():
+            path = folder / f"{name}.html"
+            figure.write_html(str(path), include_plotlyjs="cdn")
+            tracker.log_artifact(parent_run_id, path, "plots")
+        write_json_atomic(folder / "importance.json", importance)
+        tracker.log_artifact(parent_run_id, folder / "importance.json")
+        write_json_atomic(folder / "summary.json", summary)
+        tracker.log_artifact(parent_run_id, folder / "summary.json")
+    tracker.log_artifact(parent_run_id, report_path, "report")
+    return report_path

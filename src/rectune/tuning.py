@@ -1,0 +1,836 @@
+"""Optuna studies over ALS/BPR hyperparameters, one MLflow child run per trial.
+
+A trial samples parameters from the search space, fits on ``train_val`` and scores the
+objective on ``validation`` with :func:`rectune.metrics.evaluate`, the evaluator that
+final evaluation uses. While fitting it evaluates at a few iteration checkpoints and
+reports them to Optuna, so the pruner can stop unpromising trials early.
+
+* A parameter combination that already completed in the study is not refitted: the
+  trial reuses its values (tagged ``reused_from_trial``).
+* A trial that raises is marked FAIL in Optuna (with its error in the user attribute
+  ``error``) and FAILED in MLflow (tag ``error``); the study goes on.
+* With ``cv_folds > 1`` a trial is scored by the mean over per-user folds of ``train``
+  instead of the single ``train_val``/``validation`` split; it costs ``cv_folds`` fits
+  (intermediate values, and so pruning, come from the first fold).
+* Several objectives (``precision@10,coverage@10`` or ``fit_seconds``) make a
+  multi-objective study; the Pareto-optimal trial with the best first objective is the
+  one written to the output file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from rectune import __version__
+from rectune._io import write_json_atomic
+from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.errors import ConfigError, DataError, DatasetNotFoundError
+from rectune.metrics import USER_METRICS, evaluate
+from rectune.models import build_model, check_model_name, fit_model, resolve_device
+from rectune.processed import SplitDataset, load_dataset
+from rectune.search_space import SearchSpace, load_search_space
+from rectune.splits import per_user_folds
+from rectune.tracking import Tracker, git_commit
+from rectune.urls import redact_url
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
+PRUNERS = ("median", "percentile", "hyperband", "successive-halving", "none")
+TUNING_METRICS = ("precision", "recall", "ndcg", "map")
+#: Objectives may also use these; ``fit_seconds`` is minimised, the rest maximised.
+OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
+FIT_SECONDS = "fit_seconds"
+#: Key in the study's user attributes describing what the study optimises.
+STUDY_ATTR = "rectune"
+_OBJECTIVE = re.compile(r"^(?P<metric>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One thing to optimise: ``metric@k`` on validation (maximise) or fit seconds."""
+
+    metric: str
+    k: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metric if self.k is None else f"{self.metric}@{self.k}"
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric == FIT_SECONDS else "maximize"
+
+
+def parse_objectives(text: str) -> tuple[Objective, ...]:
+    """Parse ``precision@10,coverage@10`` (or ``fit_seconds``) into objectives."""
+    objectives = []
+    for part in (p.strip() for p in text.split(",")):
+        if part == FIT_SECONDS:
+            objectives.append(Objective(FIT_SECONDS))
+            continue
+        match = _OBJECTIVE.match(part)
+        if not match or match["metric"] not in OBJECTIVE_METRICS:
+            raise ConfigError(
+                f"objective {part!r} is not METRIC@K or {FIT_SECONDS}; metrics: "
+                f"{', '.join(OBJECTIVE_METRICS)}"
+            )
+        objectives.append(Objective(match["metric"], int(match["k"])))
+    if len({o.name for o in objectives}) != len(objectives):
+        raise ConfigError(f"objectives repeat: {text}")
+    return tuple(objectives)
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Everything one tuning invocation needs; the CLI maps its options onto this."""
+
+    model: str
+    dataset: str = "synthetic"
+    n_trials: int | None = 50
+    timeout: float | None = None
+    k: int = 10
+    metric: str = "precision"
+    objectives: tuple[Objective, ...] = ()
+    sampler: str | None = None
+    pruner: str = "median"
+    search_space: Path | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    n_jobs: int = 1
+    seed: int = 42
+    device: str = "auto"
+    cv_folds: int = 1
+    warm_start: bool = False
+    output: Path = MODELS_DIR / "best_hyperparameters.json"
+    experiment_name: str | None = None
+    data_dir: Path = DATA_DIR
+    checkpoints: int = 5
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model)
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ConfigError(f"n_trials must be at least 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {self.timeout}")
+        if self.k < 1:
+            raise ConfigError(f"k must be a positive integer, got {self.k}")
+        if self.metric not in TUNING_METRICS:
+            raise ConfigError(
+                f"unknown metric {self.metric!r}; choose one of {', '.join(TUNING_METRICS)}"
+            )
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise ConfigError(
+                f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
+        if self.n_jobs < 1:
+            raise ConfigError(f"n_jobs must be at least 1, got {self.n_jobs}")
+        if self.cv_folds < 1:
+            raise ConfigError(f"cv_folds must be at least 1, got {self.cv_folds}")
+        if self.checkpoints < 1:
+            raise ConfigError(f"checkpoints must be at least 1, got {self.checkpoints}")
+
+    @property
+    def resolved_objectives(self) -> tuple[Objective, ...]:
+        return self.objectives or (Objective(self.metric, self.k),)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.resolved_objectives) > 1
+
+    @property
+    def resolved_sampler(self) -> str:
+        return self.sampler or ("nsga2" if self.multi_objective else "tpe")
+
+    @property
+    def resolved_study_name(self) -> str:
+        return self.study_name or f"{self.model}-{self.dataset}-" + "-".join(
+            o.name.replace("@", "_at_") for o in self.resolved_objectives
+        )
+
+    @property
+    def resolved_storage(self) -> str:
+        return self.storage or f"sqlite:///{Path(self.output).resolve().parent / 'optuna.db'}"
+
+    @property
+    def resolved_experiment(self) -> str:
+        return self.experiment_name or f"rectune-{self.model}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return Path(self.output).parent / "reports"
+
+
+@dataclass
+class TuningResult:
+    """What a finished tuning run reports back."""
+
+    study: optuna.Study
+    config: TuningConfig
+    parent_run_id: str
+    best_params: dict[str, Any] | None
+    best_values: dict[str, float] | None
+    best_trial_number: int | None
+    counts: dict[str, int]
+    wall_seconds: float
+    report_path: Path | None
+    tracking_uri: str
+    ui_hint: str
+    resumed_trials: int
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler called ``name``, seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "cmaes":
+        if importlib.util.find_spec("cmaes") is None:
+            raise ConfigError("the cmaes sampler needs the 'cmaes' package: pip install cmaes")
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                "the gp sampler needs PyTorch, which is not installed (it is several GB); "
+                "install the CPU build with `pip install torch --index-url "
+                "https://download.pytorch.org/whl/cpu`, or pick another --sampler"
+            )
+        return optuna.samplers.GPSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}")
+
+
+def make_pruner(name: str, max_iterations: int) -> optuna.pruners.BasePruner:
+    """The Optuna pruner called ``name``; steps are training iterations."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_iterations)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def _max_iterations(space: SearchSpace) -> int:
+    if "iterations" in space.fixed:
+        return int(space.fixed["iterations"])
+    distribution = space.distributions.get("iterations")
+    if distribution is None:
+        return 100
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return int(max(distribution.choices))
+    return int(distribution.high)
+
+
+def checkpoint_iterations(iterations: int, checkpoints: int) -> set[int]:
+    """The iteration counts at which a trial reports an intermediate value.
+
+    ``checkpoints`` evenly spaced counts ending at ``iterations`` (fewer when there are
+    fewer iterations), e.g. 20 iterations and 5 checkpoints give {4, 8, 12, 16, 20}.
+    """
+    count = min(checkpoints, iterations)
+    return {math.ceil(iterations * (i + 1) / count) for i in range(count)}
+
+
+# --------------------------------------------------------------------------- study
+
+
+def open_study(config: TuningConfig, space: SearchSpace, dataset: SplitDataset) -> optuna.Study:
+    """Create the study, or load it to resume; refuse one made for something else."""
+    objectives = config.resolved_objectives
+    description = {
+        "model": config.model,
+        "objectives": [o.name for o in objectives],
+        "dataset_fingerprint": dataset.fingerprint,
+        "cv_folds": config.cv_folds,
+    }
+    sampler = make_sampler(config.resolved_sampler, config.seed, space)
+    pruner = (
+        optuna.pruners.NopPruner()
+        if config.multi_objective
+        else make_pruner(config.pruner, _max_iterations(space))
+    )
+    storage = config.resolved_storage
+    if storage.startswith("sqlite:///"):
+        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=config.resolved_study_name,
+            sampler=sampler,
+            pruner=pruner,
+            directions=[o.direction for o in objectives],
+            load_if_exists=True,
+        )
+    except Exception as err:  # SQLAlchemy/driver errors: unreachable or invalid storage
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(
+            f"cannot open Optuna storage {redact_url(storage)}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+        ) from err
+    existing = study.user_attrs.get(STUDY_ATTR)
+    if existing is None:
+        study.set_user_attr(
+            STUDY_ATTR,
+            {
+                **description,
+                "search_space": space.fingerprint,
+                "created_by": f"rectune {__version__}",
+            },
+        )
+    else:
+        for key, value in description.items():
+            if existing.get(key) != value:
+                raise ConfigError(
+                    f"study {config.resolved_study_name!r} in {redact_url(storage)} was "
+                    f"created with {key}={existing.get(key)!r}, not {value!r}; pick another "
+                    "--study-name to start a new study"
+                )
+    return study
+
+
+def _same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[key] == b[key]
+        or (
+            isinstance(a[key], float)
+            and isinstance(b[key], float)
+            and math.isclose(a[key], b[key], rel_tol=1e-12)
+        )
+        for key in a
+    )
+
+
+def find_completed(
+    study: optuna.Study, params: dict[str, Any], exclude: int
+) -> optuna.trial.FrozenTrial | None:
+    """An earlier COMPLETE trial of ``study`` with exactly these parameters."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.number != exclude and _same_params(trial.params, params):
+            return trial
+    return None
+
+
+# --------------------------------------------------------------------------- objective
+
+
+class TrialRunner:
+    """The Optuna objective: fit, evaluate, report, log one child run per trial."""
+
+    def __init__(
+        self,
+        config: TuningConfig,
+        space: SearchSpace,
+        dataset: SplitDataset,
+        tracker: Tracker,
+        parent_id: str,
+        *,
+        fit: Callable[..., Any] = fit_model,
+    ) -> None:
+        self.config = config
+        self.space = space
+        self.tracker = tracker
+        self.parent_id = parent_id
+        self.objectives = config.resolved_objectives
+        self.fit = fit
+        self.device = resolve_device(config.device)
+        # Model threads: share the cores between parallel trials (None: the default).
+        cores = os.cpu_count() or 1
+        self.num_threads = None if config.n_jobs == 1 else max(1, cores // config.n_jobs)
+        if config.cv_folds > 1:
+            self.folds = per_user_folds(dataset.train, config.cv_folds, config.seed)
+        else:
+            self.folds = [(dataset.train_val, dataset.validation)]
+        self.primary = (
+            self.objectives[0]
+            if self.objectives[0].k is not None
+            else Objective(config.metric, config.k)
+        )
+        self.lock = threading.Lock()
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        params = self.space.suggest(trial)
+        run_id = self.tracker.start_run(
+            f"trial-{trial.number}",
+            parent_id=self.parent_id,
+            tags={
+                "trial_number": trial.number,
+                "study": self.config.resolved_study_name,
+                "model": self.config.model,
+            },
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.tracker.log(run_id, params=params)
+        try:
+            previous = find_completed(trial.study, params, exclude=trial.number)
+            if previous is not None:
+                return self._reuse(trial, previous, run_id)
+            return self._train(trial, params, run_id)
+        except optuna.TrialPruned:
+            self.tracker.set_tags(run_id, {"pruned": "true", "state": "PRUNED"})
+            self.tracker.end_run(run_id, "FINISHED")
+            raise
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}"
+            trial.set_user_attr("error", message)
+            self.tracker.set_tags(run_id, {"error": message, "state": "FAIL"})
+            self.tracker.end_run(run_id, "FAILED")
+            raise
+
+    def _reuse(
+        self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial, run_id: str
+    ) -> float | tuple[float, ...]:
+        trial.set_user_attr("reused_from", previous.number)
+        metrics = previous.user_attrs.get("metrics", {})
+        trial.set_user_attr("metrics", metrics)
+        self.tracker.log(
+            run_id,
+            metrics=metrics,
+            tags={
+                "reused_from_trial": previous.number,
+                "state": "COMPLETE",
+                "trial_number": trial.number,
+            },
+        )
+        self.tracker.end_run(run_id, "FINISHED")
+        values = tuple(previous.values)
+        return values if self.config.multi_objective else values[0]
+
+    def _train(
+        self, trial: optuna.Trial, params: dict[str, Any], run_id: str
+    ) -> float | tuple[float, ...]:
+        config = self.config
+        ks = sorted({o.k for o in self.objectives if o.k is not None} | {config.k})
+        fold_metrics: list[dict[str, float]] = []
+        fit_seconds = eval_seconds = 0.0
+        for fold, (train, held_out) in enumerate(self.folds):
+            model = build_model(
+                config.model,
+                params,
+                device=self.device,
+                seed=config.seed,
+                num_threads=self.num_threads,
+            )
+            report = fold == 0 and not config.multi_objective
+            callback = (
+                self._checkpoint_callback(trial, run_id, model, train, held_out, params)
+                if report
+                else None
+            )
+            started = time.perf_counter()
+            self.fit(model, train, callback=callback)
+            fit_seconds += time.perf_counter() - started - getattr(callback, "seconds", 0.0)
+            started = time.perf_counter()
+            metrics = {}
+            for k in ks:
+                result = evaluate(model, train, held_out, k)
+                metrics.update(result.named())
+            eval_seconds += time.perf_counter() - started
+            if config.cv_folds > 1:
+                self.tracker.log(
+                    run_id,
+                    metrics={f"fold_{name}": value for name, value in metrics.items()},
+                    step=fold,
+                )
+            fold_metrics.append(metrics)
+        metrics = {
+            name: float(np.mean([m[name] for m in fold_metrics])) for name in fold_metrics[0]
+        }
+        metrics[FIT_SECONDS] = fit_seconds
+        metrics["eval_seconds"] = eval_seconds
+        trial.set_user_attr("metrics", metrics)
+        self.tracker.log(
+            run_id, metrics=metrics, tags={"state": "COMPLETE", "trial_number": trial.number}
+        )
+        self.tracker.end_run(run_id, "FINISHED")
+        values = tuple(metrics[o.name] for o in self.objectives)
+        return values if config.multi_objective else values[0]
+
+    def _checkpoint_callback(self, trial, run_id, model, train, held_out, params):
+        iterations = int(params.get("iterations", 15))
+        marks = checkpoint_iterations(iterations, self.config.checkpoints)
+        objective = self.objectives[0]
+        tracker = self.tracker
+
+        def callback(done: int) -> None:
+            if done not in marks:
+                return
+            started = time.perf_counter()
+            value = evaluate(model, train, held_out, objective.k).means[objective.metric]
+            tracker.log(run_id, metrics={f"intermediate_{objective.name}": value}, step=done)
+            trial.report(value, step=done)
+            callback.seconds += time.perf_counter() - started
+            if trial.should_prune():
+                tracker.log(run_id, metrics={objective.name: value})
+                raise optuna.TrialPruned(f"pruned at iteration {done} with {value:.4f}")
+
+        callback.seconds = 0.0
+        return callback
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _locked(path: Path):
+    """An exclusive lock on ``path.lock`` (held while the context is open)."""
+
+    class Lock:
+        def __enter__(self):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(path.with_name(path.name + ".lock"), "w")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+            return self
+
+        def __exit__(self, *exc):
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+    return Lock()
+
+
+def read_best_hyperparameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The output file as a dict (empty if it does not exist yet).
+
+    Raises
+    ------
+    ConfigError
+        When the file is not valid JSON of the shape ``{"als": {...}, "bpr": {...}}``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise ConfigError(
+            f"{path} must map model names to parameter objects, like "
+            '{"als": {"factors": 64}}; fix or delete it'
+        )
+    return document
+
+
+def provenance_path(output: Path) -> Path:
+    """Provenance sits beside the output: ``best_hyperparameters.provenance.json``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.provenance.json")
+
+
+def write_best_hyperparameters(
+    output: Path, model: str, params: dict[str, Any], provenance: dict[str, Any]
+) -> None:
+    """Replace ``model``'s entry in the output file, keeping every other model's entry.
+
+    The read-modify-write runs under a file lock and each file is replaced atomically,
+    so two tuning processes finishing together both keep their entries.
+    """
+    output = Path(output)
+    with _locked(output):
+        document = read_best_hyperparameters(output)
+        document[model] = params
+        write_json_atomic(output, document)
+        prov_file = provenance_path(output)
+        try:
+            prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            prov = {}
+        prov[model] = provenance
+        write_json_atomic(prov_file, prov)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in params.items()}
+
+
+def _warm_start(study: optuna.Study, config: TuningConfig, space: SearchSpace) -> int:
+    from rectune.models import DEFAULT_HYPERPARAMETERS
+
+    candidates = []
+    current = read_best_hyperparameters(config.output).get(config.model)
+    if current:
+        candidates.append(current)
+    candidates.append(DEFAULT_HYPERPARAMETERS[config.model])
+    queued = 0
+    for params in candidates:
+        inside = space.contains(params)
+        if inside:
+            study.enqueue_trial(inside, skip_if_exists=True)
+            queued += 1
+    return queued
+
+
+def load_or_make_dataset(config: TuningConfig) -> SplitDataset:
+    """Load the processed dataset; make the default synthetic one if it is missing."""
+    try:
+        return load_dataset(config.dataset, data_dir=config.data_dir)
+    except DatasetNotFoundError:
+        if config.dataset != "synthetic":
+            raise
+    from rectune.data import FeedbackConfig
+    from rectune.datasets import SourceSpec, build_dataset
+    from rectune.splits import SplitConfig
+    from rectune.synthetic import SyntheticConfig
+
+    build_dataset(
+        SourceSpec(synthetic=SyntheticConfig(seed=config.seed)),
+        FeedbackConfig(),
+        SplitConfig(seed=config.seed),
+        data_dir=config.data_dir,
+    )
+    return load_dataset(config.dataset, data_dir=config.data_dir)
+
+
+def run_tuning(
+    config: TuningConfig,
+    *,
+    pruner: optuna.pruners.BasePruner | None = None,
+    fit: Callable[..., Any] = fit_model,
+) -> TuningResult:
+    """Run (or resume) a study; log it to MLflow; write the best parameters.
+
+    ``pruner`` overrides the configured one and ``fit`` the fitting function; both are
+    for tests and for library users with their own.
+    """
+    from rectune import reports
+
+    started = time.perf_counter()
+    space = load_search_space(config.model, config.search_space)
+    if config.resolved_sampler == "grid":
+        space.grid()  # refuse continuous spaces before anything else
+    read_best_hyperparameters(config.output)  # refuse a corrupt output file up front
+    dataset = load_or_make_dataset(config)
+    if dataset.validation.nnz == 0 and config.cv_folds == 1:
+        raise DataError(
+            f"dataset {config.dataset!r} has an empty validation split; "
+            "re-split it with a larger --validation-fraction"
+        )
+    study = open_study(config, space, dataset)
+    if pruner is not None:
+        study.pruner = pruner
+    resumed = len(study.trials)
+    notes = []
+    if config.multi_objective and config.pruner != "none":
+        notes.append("pruning is off: Optuna does not prune multi-objective studies")
+    tracker = Tracker(config.resolved_experiment)
+    tags = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "dataset_fingerprint": dataset.fingerprint,
+        "study_name": study.study_name,
+        "sampler": config.resolved_sampler,
+        "pruner": "none" if config.multi_objective else config.pruner,
+        "seed": config.seed,
+        "rectune_version": __version__,
+        "optuna_storage": redact_url(config.resolved_storage),
+        "objectives": ",".join(o.name for o in config.resolved_objectives),
+        "search_space": space.source,
+        "role": "tuning-parent",
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    parent_id = tracker.start_run(study.study_name, tags=tags)
+    tracker.log(
+        parent_id,
+        params={
+            "model": config.model,
+            "dataset": config.dataset,
+            "n_trials": config.n_trials,
+            "timeout": config.timeout,
+            "k": config.k,
+            "metric": config.metric,
+            "cv_folds": config.cv_folds,
+            "n_jobs": config.n_jobs,
+            "device": config.device,
+            "seed": config.seed,
+            "search_space_fingerprint": space.fingerprint,
+            "resumed_trials": resumed,
+        },
+    )
+    tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
+    status = "FAILED"
+    try:
+        if config.warm_start:
+            queued = _warm_start(study, config, space)
+            notes.append(f"warm start: {queued} parameter set(s) enqueued")
+        runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit)
+        with _quiet_optuna():
+            study.optimize(
+                runner,
+                n_trials=config.n_trials,
+                timeout=config.timeout,
+                n_jobs=config.n_jobs,
+                catch=(Exception,),
+                show_progress_bar=config.show_progress,
+            )
+        result = _finish(
+            study, config, tracker, parent_id, dataset, space, started, resumed, notes, reports
+        )
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end_run(parent_id, status)
+
+
+class _quiet_optuna:
+    """Silence Optuna's per-trial INFO lines (the progress bar says enough)."""
+
+    def __enter__(self):
+        self.level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def __exit__(self, *exc):
+        optuna.logging.set_verbosity(self.level)
+
+
+def _best_trial(study: optuna.Study, multi: bool) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    if not multi:
+        return study.best_trial
+    front = study.best_trials
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(front, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def _finish(
+    study, config, tracker, parent_id, dataset, space, started, resumed, notes, reports
+) -> TuningResult:
+    states = optuna.trial.TrialState
+    this_run = study.trials[resumed:]
+    counts = {
+        "complete": sum(t.state == states.COMPLETE for t in this_run),
+        "reused": sum(
+            t.state == states.COMPLETE and "reused_from" in t.user_attrs for t in this_run
+        ),
+        "pruned": sum(t.state == states.PRUNED for t in this_run),
+        "failed": sum(t.state == states.FAIL for t in this_run),
+        "study_total": len(study.trials),
+    }
+    best = _best_trial(study, config.multi_objective)
+    objectives = config.resolved_objectives
+    best_params = best_values = None
+    if best is not None:
+        best_params = _jsonable({**space.fixed, **best.params})
+        best_values = {o.name: float(v) for o, v in zip(objectives, best.values, strict=True)}
+        best_run = best.user_attrs.get("mlflow_run_id")
+        if best_run:
+            for run_id in tracker.runs_with_tags({"study": study.study_name, "best_trial": "true"}):
+                if run_id != best_run:
+                    tracker.set_tags(run_id, {"best_trial": "false"})
+            tracker.set_tags(best_run, {"best_trial": "true"})
+        tracker.log(
+            parent_id,
+            params={f"best_{name}": value for name, value in best_params.items()},
+            metrics={f"best_{name}": value for name, value in best_values.items()},
+            tags={"best_run_id": best_run or "", "best_trial_number": best.number},
+        )
+        write_best_hyperparameters(
+            config.output,
+            config.model,
+            best_params,
+            {
+                "objectives": list(best_values),
+                "values": best_values,
+                "metric": objectives[0].name,
+                "value": best_values[objectives[0].name],
+                "k": config.k,
+                "study_name": study.study_name,
+                "storage": redact_url(config.resolved_storage),
+                "trial_number": best.number,
+                "parent_run_id": parent_id,
+                "best_run_id": best_run,
+                "dataset": config.dataset,
+                "dataset_fingerprint": dataset.fingerprint,
+                "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "rectune_version": __version__,
+            },
+        )
+    tracker.log(parent_id, metrics={f"trials_{k}": v for k, v in counts.items()})
+    wall = time.perf_counter() - started
+    summary = {
+        "study": study.study_name,
+        "model": config.model,
+        "dataset": config.dataset,
+        "objectives": [o.name for o in objectives],
+        "sampler": config.resolved_sampler,
+        "pruner": "none" if config.multi_objective else config.pruner,
+        "best_trial": best.number if best else None,
+        "best_values": best_values,
+        "best_params": best_params,
+        "counts": counts,
+        "wall_seconds": round(wall, 1),
+        "parent_run_id": parent_id,
+    }
+    report_path = reports.write_study_reports(
+        study, summary, config.reports_dir, tracker, parent_id, seed=config.seed
+    )
+    return TuningResult(
+        study=study,
+        config=config,
+        parent_run_id=parent_id,
+        best_params=best_params,
+        best_values=best_values,
+        best_trial_number=best.number if best else None,
+        counts=counts,
+        wall_seconds=wall,
+        report_path=report_path,
+        tracking_uri=redact_url(tracker.uri),
+        ui_hint=tracker.ui_hint(),
+        resumed_trials=resumed,
+        notes=notes,
+    )
+
+
+__all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "TUNING_METRICS",
+    "Objective",
+    "TuningConfig",
+    "TuningResult",
+    "checkpoint_iterations",
+    "find_completed",
+    "make_pruner",
+    "make_sampler",
+    "open_study",
+    "parse_objectives",
+    "provenance_path",
+    "read_best_hyperparameters",
+    "run_tuning",
+    "write_best_hyperparameters",
+]
