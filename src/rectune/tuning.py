@@ -333,9 +333,14 @@ def _same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def find_completed(
     study: optuna.Study, params: dict[str, Any], exclude: int
 ) -> optuna.trial.FrozenTrial | None:
-    """An earlier COMPLETE trial of ``study`` with exactly these parameters."""
+    """An earlier COMPLETE trial of ``study`` with exactly these parameters.
+
+    Trials keep their full parameters, fixed ones included, in the user attribute
+    ``params``, so a resumed study whose fixed values changed is compared correctly.
+    """
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if trial.number != exclude and _same_params(trial.params, params):
+        earlier = trial.user_attrs.get("params", trial.params)
+        if trial.number != exclude and _same_params(earlier, params):
             return trial
     return None
 
@@ -389,6 +394,7 @@ class TrialRunner:
             },
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("params", params)
         self.tracker.log(run_id, params=params)
         try:
             previous = find_completed(trial.study, params, exclude=trial.number)

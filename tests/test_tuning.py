@@ -1,0 +1,400 @@
+"""Tuning: Optuna studies with one MLflow child run per trial, and the output file."""
+
+import json
+import os
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+import hyperparameter_tuning
+from rectune.errors import ConfigError
+from rectune.models import fit_model
+from rectune.tuning import (
+    TuningConfig,
+    checkpoint_iterations,
+    parse_objectives,
+    provenance_path,
+    run_tuning,
+)
+
+SMALL_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  regularization: {type: categorical, choices: [0.1, 1.0]}
+  iterations: {type: categorical, choices: [4, 8]}
+"""
+SMALL_BPR = """model: bpr
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  learning_rate: {type: categorical, choices: [0.01, 0.05]}
+  iterations: 5
+"""
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """One SQLite MLflow store for the session (creating one costs seconds)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture
+def tune(tmp_path, monkeypatch, mlflow_uri, synthetic_dataset):
+    """Run a small study in ``tmp_path`` (artifacts land in tmp_path/mlruns)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "als.yaml").write_text(SMALL_ALS)
+    (tmp_path / "bpr.yaml").write_text(SMALL_BPR)
+    data_dir = synthetic_dataset.path.parent.parent
+
+    def run(pruner=None, fit=fit_model, **overrides):
+        model = overrides.get("model", "als")
+        settings = {
+            "model": model,
+            "n_trials": 3,
+            "data_dir": data_dir,
+            "output": tmp_path / "models" / "best_hyperparameters.json",
+            "search_space": tmp_path / f"{model}.yaml",
+            "experiment_name": f"test-{tmp_path.name}",
+            "show_progress": False,
+            "pruner": "none",
+            "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+        }
+        settings.update(overrides)
+        return run_tuning(TuningConfig(**settings), pruner=pruner, fit=fit)
+
+    return run
+
+
+def trial_table(study):
+    return [(t.params, t.state.name, t.values) for t in study.trials]
+
+
+def children(result):
+    client = MlflowClient()
+    runs = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'",
+    )
+    return sorted(runs, key=lambda run: int(run.data.tags["trial_number"]))
+
+
+def test_three_trial_study_is_deterministic_by_seed(tune, tmp_path):
+    first = tune(study_name="a", seed=7)
+    second = tune(study_name="b", seed=7)
+    assert trial_table(first.study) == trial_table(second.study)
+    assert len(first.study.trials) == 3
+    assert all(t.state.name == "COMPLETE" for t in first.study.trials)
+    other = tune(study_name="c", seed=8)
+    assert [t.params for t in other.study.trials] != [t.params for t in first.study.trials]
+
+
+def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
+    result = tune(n_trials=4, sampler="grid", seed=1)
+    runs = children(result)
+    assert [int(r.data.tags["trial_number"]) for r in runs] == [0, 1, 2, 3]
+    client = MlflowClient()
+    for run, trial in zip(runs, result.study.trials, strict=True):
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.info.status == "FINISHED"
+        metrics = run.data.metrics
+        for key in ("precision_at_10", "recall_at_10", "ndcg_at_10", "fit_seconds", "eval_seconds"):
+            assert key in metrics, key
+        assert metrics["precision_at_10"] == pytest.approx(trial.value)
+        assert {k: run.data.params[k] for k in trial.params} == {
+            k: str(v) for k, v in trial.params.items()
+        }
+        history = client.get_metric_history(run.info.run_id, "intermediate_precision_at_10")
+        iterations = trial.params["iterations"]
+        assert sorted(m.step for m in history) == sorted(checkpoint_iterations(iterations, 5))
+    parent = client.get_run(result.parent_run_id)
+    tags = parent.data.tags
+    for key, value in {
+        "model": "als",
+        "dataset": "synthetic",
+        "sampler": "grid",
+        "pruner": "none",
+        "seed": "1",
+        "rectune_version": "0.1.0",
+        "study_name": result.study.study_name,
+    }.items():
+        assert tags[key] == value, key
+    assert len(tags["dataset_fingerprint"]) == 64
+    best = [r for r in runs if r.data.tags.get("best_trial") == "true"]
+    assert len(best) == 1 and tags["best_run_id"] == best[0].info.run_id
+    assert parent.data.metrics["best_precision_at_10"] == pytest.approx(result.study.best_value)
+    assert parent.data.params["best_factors"] == str(result.best_params["factors"])
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {"search_space", "plots", "report", "importance.json", "summary.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
+    assert {
+        f"plots/{name}.html"
+        for name in (
+            "optimization_history",
+            "param_importances",
+            "parallel_coordinate",
+            "slice",
+            "contour",
+        )
+    } <= plots
+    importance = json.loads(
+        client.download_artifacts(result.parent_run_id, "importance.json", str(tmp_path))
+        and (tmp_path / "importance.json").read_text()
+    )
+    assert set(importance) == {"fanova", "ped_anova"}
+    assert set(importance["fanova"]) == {"factors", "regularization", "iterations"}
+    report = result.report_path.read_text()
+    assert result.report_path.parent == tmp_path / "models" / "reports"
+    assert report.count('<script type="text/javascript">/**') <= 1  # plotly.js once
+    assert "Best parameters" in report and "Trials" in report
+
+
+def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
+    def fit(model, train, callback=None):
+        if model.factors == 16:
+            raise RuntimeError("boom")
+        return fit_model(model, train, callback=callback)
+
+    always_prune = optuna.pruners.ThresholdPruner(lower=1.0)  # P@10 is never 1
+    result = tune(n_trials=4, sampler="grid", pruner=always_prune, fit=fit)
+    states = {t.number: t.state.name for t in result.study.trials}
+    runs = {int(r.data.tags["trial_number"]): r for r in children(result)}
+    assert sorted(states.values()) == ["FAIL", "FAIL", "PRUNED", "PRUNED"]
+    for number, state in states.items():
+        run = runs[number]
+        trial = result.study.trials[number]
+        if state == "PRUNED":
+            assert run.data.tags["pruned"] == "true" and run.info.status == "FINISHED"
+        else:
+            assert run.info.status == "FAILED"
+            assert run.data.tags["error"] == "RuntimeError: boom"
+            assert trial.user_attrs["error"] == "RuntimeError: boom"
+    assert result.counts == {"complete": 0, "reused": 0, "pruned": 2, "failed": 2, "study_total": 4}
+    assert result.best_params is None
+    assert not (result.config.output).exists()
+
+
+def test_resuming_adds_trials_without_losing_any(tune):
+    first = tune(n_trials=3, study_name="resume")
+    before = trial_table(first.study)
+    second = tune(n_trials=2, study_name="resume")
+    assert second.resumed_trials == 3 and len(second.study.trials) == 5
+    assert trial_table(second.study)[:3] == before
+    assert second.parent_run_id != first.parent_run_id
+
+
+def test_tuning_bpr_keeps_the_als_entry(tune, tmp_path):
+    als = tune(model="als", n_trials=2)
+    output = tmp_path / "models" / "best_hyperparameters.json"
+    als_entry = json.loads(output.read_text())["als"]
+    assert als_entry == als.best_params
+    bpr = tune(model="bpr", n_trials=2)
+    document = json.loads(output.read_text())
+    assert document == {"als": als_entry, "bpr": bpr.best_params}
+    assert document["bpr"]["iterations"] == 5  # fixed parameters are written too
+    provenance = json.loads(provenance_path(output).read_text())
+    assert set(provenance) == {"als", "bpr"}
+    assert provenance["bpr"]["parent_run_id"] == bpr.parent_run_id
+    assert provenance["als"]["metric"] == "precision@10"
+    assert provenance["als"]["value"] == pytest.approx(als.best_values["precision@10"])
+
+
+def test_a_repeated_combination_is_not_refitted(tune, tmp_path):
+    (tmp_path / "one.yaml").write_text(
+        "parameters:\n  factors: {type: categorical, choices: [8]}\n  iterations: 4\n"
+    )
+    fits = []
+
+    def counting_fit(model, train, callback=None):
+        fits.append(model.factors)
+        return fit_model(model, train, callback=callback)
+
+    result = tune(n_trials=3, search_space=tmp_path / "one.yaml", fit=counting_fit)
+    assert fits == [8]
+    trials = result.study.trials
+    assert [t.user_attrs.get("reused_from") for t in trials] == [None, 0, 0]
+    assert len({t.value for t in trials}) == 1
+    runs = children(result)
+    assert [r.data.tags.get("reused_from_trial") for r in runs] == [None, "0", "0"]
+    assert runs[2].data.metrics["precision_at_10"] == pytest.approx(trials[0].value)
+    assert result.counts["reused"] == 2
+
+
+def test_parallel_trials_log_to_their_own_runs(tune):
+    result = tune(n_trials=4, n_jobs=2, sampler="grid")
+    runs = children(result)
+    assert len(runs) == 4
+    by_number = {int(r.data.tags["trial_number"]): r.info.run_id for r in runs}
+    assert {t.number: t.user_attrs["mlflow_run_id"] for t in result.study.trials} == by_number
+    for run in runs:
+        assert "precision_at_10" in run.data.metrics
+
+
+def test_multi_objective_study_writes_a_pareto_trial(tune):
+    result = tune(n_trials=4, objectives=parse_objectives("precision@10,coverage@10"))
+    assert [d.name for d in result.study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+    assert set(result.best_values) == {"precision@10", "coverage@10"}
+    front = {t.number for t in result.study.best_trials}
+    assert result.best_trial_number in front
+    best_first = max(result.study.best_trials, key=lambda t: t.values[0])
+    assert result.best_values["precision@10"] == pytest.approx(best_first.values[0])
+    plots = {a.path for a in MlflowClient().list_artifacts(result.parent_run_id, "plots")}
+    assert "plots/pareto_front.html" in plots
+
+
+def test_cross_validation_logs_each_fold(tune):
+    result = tune(n_trials=1, cv_folds=2)
+    run = children(result)[0]
+    history = MlflowClient().get_metric_history(run.info.run_id, "fold_precision_at_10")
+    assert sorted(m.step for m in history) == [0, 1]
+    mean = sum(m.value for m in history) / 2
+    assert result.study.trials[0].value == pytest.approx(mean)
+
+
+def test_warm_start_enqueues_the_current_best_first(tune, tmp_path):
+    output = tmp_path / "models" / "best_hyperparameters.json"
+    output.parent.mkdir()
+    output.write_text(
+        json.dumps({"als": {"factors": 16, "regularization": 1.0, "iterations": 8, "alpha": 3.0}})
+    )
+    result = tune(n_trials=2, warm_start=True, sampler="random")
+    assert result.study.trials[0].params == {"factors": 16, "regularization": 1.0, "iterations": 8}
+    assert "warm start: 1 parameter set(s) enqueued" in result.notes
+
+
+def test_a_study_made_for_another_metric_is_refused(tune):
+    tune(n_trials=1, study_name="shared")
+    with pytest.raises(ConfigError, match="was created with objectives=\\['precision@10'\\]"):
+        tune(n_trials=1, study_name="shared", metric="recall")
+
+
+def test_checkpoints_are_evenly_spaced():
+    assert checkpoint_iterations(20, 5) == {4, 8, 12, 16, 20}
+    assert checkpoint_iterations(3, 5) == {1, 2, 3}
+    assert checkpoint_iterations(10, 3) == {4, 7, 10}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("precision@0", "objective 'precision@0' is not METRIC@K"),
+        ("auc@10", "objective 'auc@10' is not METRIC@K"),
+        ("precision@10,precision@10", "objectives repeat"),
+    ],
+)
+def test_bad_objectives_are_rejected(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_objectives(text)
+
+
+def run_cli(args, tmp_path, data_dir):
+    return CliRunner().invoke(
+        hyperparameter_tuning.main,
+        [
+            *args,
+            "--data-dir",
+            str(data_dir),
+            "--no-progress",
+            "--output",
+            str(tmp_path / "models" / "best_hyperparameters.json"),
+        ],
+    )
+
+
+def test_cli_prints_a_summary(tmp_path, monkeypatch, mlflow_uri, synthetic_dataset):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "als.yaml").write_text(SMALL_ALS)
+    result = run_cli(
+        [
+            "--model",
+            "als",
+            "--n-trials",
+            "3",
+            "--search-space",
+            "als.yaml",
+            "--experiment-name",
+            "cli",
+            "--pruner",
+            "none",
+        ],
+        tmp_path,
+        synthetic_dataset.path.parent.parent,
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Study als-synthetic-precision_at_10: 3 trials this run (3 complete" in out
+    assert "Best (trial " in out and "precision@10 = 0." in out
+    assert "Wrote the als entry of" in out
+    assert "MLflow parent run " in out and "in experiment cli" in out
+    assert "mlflow ui --backend-store-uri" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "knn"], "Invalid value for '--model': 'knn' is not one of 'als', 'bpr'"),
+        (["--model", "als", "--n-trials", "0"], "'--n-trials': 0 is not in the range x>=1"),
+        (["--model", "als", "--k", "0"], "'--k': 0 is not in the range x>=1"),
+        (["--model", "als", "--sampler", "anneal"], "'--sampler': 'anneal' is not one of"),
+        (
+            ["--model", "als", "--dataset", "nowhere"],
+            "no processed dataset 'nowhere'.*make it with `python src/split_data.py --dataset "
+            "nowhere`",
+        ),
+        (
+            ["--model", "als", "--search-space", "missing.yaml"],
+            "search space file not found: missing.yaml",
+        ),
+        (["--model", "als", "--objectives", "precision@ten"], "objective 'precision@ten'"),
+        (
+            ["--model", "als", "--sampler", "grid", "--search-space", "continuous.yaml"],
+            "parameter 'alpha' is continuous, so the grid sampler cannot enumerate it",
+        ),
+    ],
+)
+def test_cli_rejects_bad_options_with_one_line(
+    tmp_path, monkeypatch, synthetic_dataset, args, message
+):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "continuous.yaml").write_text(
+        "parameters:\n  alpha: {type: float, low: 0.1, high: 10}\n"
+    )
+    result = run_cli(args, tmp_path, synthetic_dataset.path.parent.parent)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "mlruns").exists()  # refused before any run was made
+
+
+def test_cli_refuses_a_corrupt_output_file(tmp_path, monkeypatch, synthetic_dataset):
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "models" / "best_hyperparameters.json"
+    output.parent.mkdir()
+    output.write_text('{"als": {"factors": 6')
+    result = run_cli(["--model", "als"], tmp_path, synthetic_dataset.path.parent.parent)
+    assert result.exit_code == 2
+    assert "best_hyperparameters.json is not valid JSON" in result.output
+    assert output.read_text() == '{"als": {"factors": 6'  # left for the user to fix
+
+
+def test_gp_sampler_without_torch_says_how_to_get_it(tmp_path, monkeypatch, synthetic_dataset):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(
+        ["--model", "als", "--sampler", "gp"], tmp_path, synthetic_dataset.path.parent.parent
+    )
+    assert result.exit_code == 2
+    assert "the gp sampler needs PyTorch" in result.output
