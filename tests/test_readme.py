@@ -19,7 +19,10 @@ def opening_commands() -> list[str]:
 
 def test_readme_opens_with_two_self_contained_commands():
     main_job, tests = opening_commands()
-    assert main_job == INSTALL + ".venv/bin/python src/split_data.py"
+    assert main_job == INSTALL + (
+        ".venv/bin/python src/split_data.py && "
+        ".venv/bin/python src/hyperparameter_tuning.py --model als"
+    )
     assert tests == INSTALL + ".venv/bin/python -m pytest"
 
 

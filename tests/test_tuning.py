@@ -398,3 +398,34 @@ def test_gp_sampler_without_torch_says_how_to_get_it(tmp_path, monkeypatch, synt
     )
     assert result.exit_code == 2
     assert "the gp sampler needs PyTorch" in result.output
+
+
+def _write_many(output, prefix, count, barrier):
+    from rectune.tuning import write_best_hyperparameters
+
+    barrier.wait()  # start both writers together so their writes interleave
+    for i in range(count):
+        write_best_hyperparameters(output, f"{prefix}{i}", {"factors": i}, {"round": i})
+
+
+def test_concurrent_writers_keep_every_entry(tmp_path):
+    # Each process adds a new entry per write, so any lost update (read, the other
+    # process writes, write back without its entry) drops an entry for good.
+    import multiprocessing
+
+    output = tmp_path / "best_hyperparameters.json"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [
+        context.Process(target=_write_many, args=(output, prefix, 150, barrier))
+        for prefix in ("als", "bpr")
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    expected = {f"{prefix}{i}": {"factors": i} for prefix in ("als", "bpr") for i in range(150)}
+    assert json.loads(output.read_text()) == expected
+    provenance = json.loads(provenance_path(output).read_text())
+    assert set(provenance) == set(expected)
