@@ -232,7 +232,7 @@ def main(
         f"MLflow parent run {result.parent_run_id} in experiment "
         f"{config.resolved_experiment} ({result.tracking_uri})"
     )
-    click.echo(f"  see it with `{result.ui_hint}`, then open http://127.0.0.1:5000")
+    click.echo(f"  {result.ui_hint}")
     click.echo(f"Wall time {result.wall_seconds:.1f} s")
 
 

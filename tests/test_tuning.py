@@ -429,3 +429,116 @@ def test_concurrent_writers_keep_every_entry(tmp_path):
     assert json.loads(output.read_text()) == expected
     provenance = json.loads(provenance_path(output).read_text())
     assert set(provenance) == set(expected)
+
+
+def _cli_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(extra)
+    return env
+
+
+def _tune_subprocess(cwd, data_dir, env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (cwd / "als.yaml").write_text(SMALL_ALS)
+    script = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
+    return subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--model",
+            "als",
+            "--n-trials",
+            "3",
+            "--no-progress",
+            "--search-space",
+            "als.yaml",
+            "--data-dir",
+            str(data_dir),
+            "--output",
+            str(cwd / "models" / "best.json"),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, synthetic_dataset):
+    result = _tune_subprocess(tmp_path, synthetic_dataset.path.parent.parent, _cli_env())
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mlflow.db").is_file()
+    assert "see it with `mlflow ui`, then open http://127.0.0.1:5000" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.search_runs(
+        [client.get_experiment_by_name("rectune-als").experiment_id],
+        filter_string="tags.role = 'tuning-parent'",
+    )[0]
+    artifacts = tmp_path / "mlruns" / parent.info.experiment_id / parent.info.run_id
+    assert (artifacts / "artifacts" / "importance.json").is_file()
+
+
+def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_cli = str(__import__("pathlib").Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen(
+        [
+            mlflow_cli,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        env=_cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        work = tmp_path / "work"
+        work.mkdir()
+        result = _tune_subprocess(
+            work, synthetic_dataset.path.parent.parent, _cli_env(MLFLOW_TRACKING_URI=url)
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"open {url} in a browser" in result.stdout
+        assert not (work / "mlruns").exists() and not (work / "mlflow.db").exists()
+        client = MlflowClient(url)
+        experiment = client.get_experiment_by_name("rectune-als").experiment_id
+        parent = client.search_runs([experiment], filter_string="tags.role = 'tuning-parent'")
+        assert len(parent) == 1
+        kids = client.search_runs(
+            [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'"
+        )
+        assert len(kids) == 3
+        names = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+        assert {"importance.json", "plots", "report"} <= names
+    finally:
+        server.terminate()
+        server.wait(30)

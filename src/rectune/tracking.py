@@ -149,7 +149,12 @@ class Tracker:
         )
 
     def ui_hint(self) -> str:
-        """The command that opens this store in ``mlflow ui``."""
-        if self.uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}" or self.uri == "sqlite:///mlflow.db":
-            return "mlflow ui"
-        return f"mlflow ui --backend-store-uri '{redact_url(self.uri)}'"
+        """How to look at this store's runs in a browser."""
+        shown = redact_url(self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            return f"open {shown} in a browser"
+        if self.uri in (f"sqlite:///{Path.cwd() / 'mlflow.db'}", "sqlite:///mlflow.db"):
+            command = "mlflow ui"
+        else:
+            command = f"mlflow ui --backend-store-uri '{shown}'"
+        return f"see it with `{command}`, then open http://127.0.0.1:5000"

@@ -214,7 +214,8 @@ def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.Ba
     if name == "cmaes":
         if importlib.util.find_spec("cmaes") is None:
             raise ConfigError("the cmaes sampler needs the 'cmaes' package: pip install cmaes")
-        return optuna.samplers.CmaEsSampler(seed=seed)
+        # Its per-trial warning about categorical parameters becomes one note instead.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
         if importlib.util.find_spec("torch") is None:
             raise ConfigError(
@@ -645,6 +646,16 @@ def run_tuning(
         study.pruner = pruner
     resumed = len(study.trials)
     notes = []
+    categorical = [
+        name
+        for name, d in space.distributions.items()
+        if isinstance(d, optuna.distributions.CategoricalDistribution)
+    ]
+    if config.resolved_sampler == "cmaes" and categorical:
+        notes.append(
+            f"cmaes cannot sample categorical parameters; {', '.join(categorical)} "
+            "were sampled at random"
+        )
     if config.multi_objective and config.pruner != "none":
         notes.append("pruning is off: Optuna does not prune multi-objective studies")
     tracker = Tracker(config.resolved_experiment)
