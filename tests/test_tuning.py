@@ -542,3 +542,10 @@ def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_study_names_become_safe_report_file_names(tune, tmp_path):
+    result = tune(n_trials=1, study_name="team/als v2")
+    assert result.report_path == tmp_path / "models" / "reports" / "team_als_v2.html"
+    assert TuningConfig(model="als", dataset="/data/x/ml/").resolved_study_name == \
+        "als-ml-precision_at_10"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -175,7 +176,8 @@ def write_study_reports(
     figures, skipped = study_figures(study)
     importance = importances(study, seed=seed)
     report = render_report(study, summary, figures, skipped, importance)
-    report_path = Path(reports_dir) / f"{study.study_name}.html"
+    safe_name = re.sub(r"[^A-Za-z0-9._@-]+", "_", study.study_name).strip("._") or "study"
+    report_path = Path(reports_dir) / f"{safe_name}.html"
     write_text_atomic(report_path, report)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -160,7 +160,8 @@ class TuningConfig:
 
     @property
     def resolved_study_name(self) -> str:
-        return self.study_name or f"{self.model}-{self.dataset}-" + "-".join(
+        dataset = Path(self.dataset).name  # a folder path gives its last part
+        return self.study_name or f"{self.model}-{dataset}-" + "-".join(
             o.name.replace("@", "_at_") for o in self.resolved_objectives
         )
 
