@@ -7,6 +7,7 @@ Examples
     python src/hyperparameter_tuning.py --model als --objectives precision@10,coverage@10
 """
 
+import logging
 import os
 
 # implicit warns when OpenBLAS runs many threads; set before numpy is first imported.
@@ -180,7 +181,12 @@ def main(
     Every trial is a child run under one MLflow parent run; the best parameters are
     merged into --output as {"als": {...}, "bpr": {...}}.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # One "Warning: trial N failed: ..." line per failed trial instead of Optuna's
+    # tracebacks; the error is also kept in the trial and its MLflow run.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    logging.getLogger("rectune").addHandler(handler)
     config = TuningConfig(
         model=model,
         dataset=dataset,
@@ -234,6 +240,8 @@ def main(
     )
     click.echo(f"  {result.ui_hint}")
     click.echo(f"Wall time {result.wall_seconds:.1f} s")
+    if result.interrupted:
+        raise SystemExit(130)  # the conventional status after Ctrl-C
 
 
 if __name__ == "__main__":

@@ -123,6 +123,18 @@ def test_fingerprint_ignores_layout_but_not_values():
         ("factors: [8, 16]", "expected a mapping with a 'parameters' mapping"),
         ("parameters:\n  factors: [8, 16", "is not valid YAML"),
         ("parameters:\n  use_cg: {type: fixed}", "a fixed parameter needs 'value'"),
+        (
+            "parameters:\n  iterations: {type: float, low: 1, high: 5}",
+            "parameter 'iterations': takes whole numbers; use type int or categorical",
+        ),
+        (
+            "parameters:\n  factors: {type: int, low: 8, high: 64, step: 1.5}",
+            "an int 'step' must be a whole number, got 1.5",
+        ),
+        (
+            "parameters:\n  alpha: {type: float, low: 1.0, high: 2.0, step: 0.3}",
+            r"'step' \(0.3\) must divide high - low \(1\)",
+        ),
     ],
 )
 def test_invalid_spaces_are_rejected_naming_file_parameter_and_reason(tmp_path, text, message):

@@ -287,6 +287,8 @@ def test_checkpoints_are_evenly_spaced():
         ("precision@0", "objective 'precision@0' is not METRIC@K"),
         ("auc@10", "objective 'auc@10' is not METRIC@K"),
         ("precision@10,precision@10", "objectives repeat"),
+        ("fit_seconds", "the first objective must be a metric@K"),
+        ("fit_seconds,precision@10", "the first objective must be a metric@K"),
     ],
 )
 def test_bad_objectives_are_rejected(text, message):
@@ -547,5 +549,108 @@ def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
 def test_study_names_become_safe_report_file_names(tune, tmp_path):
     result = tune(n_trials=1, study_name="team/als v2")
     assert result.report_path == tmp_path / "models" / "reports" / "team_als_v2.html"
-    assert TuningConfig(model="als", dataset="/data/x/ml/").resolved_study_name == \
-        "als-ml-precision_at_10"
+    assert (
+        TuningConfig(model="als", dataset="/data/x/ml/").resolved_study_name
+        == "als-ml-precision_at_10"
+    )
+
+
+def test_resume_writes_the_best_trials_own_fixed_values(tune, tmp_path):
+    (tmp_path / "eight.yaml").write_text(
+        "parameters:\n  factors: {type: categorical, choices: [8]}\n  iterations: 8\n"
+    )
+    (tmp_path / "one.yaml").write_text(
+        "parameters:\n  factors: {type: categorical, choices: [8]}\n  iterations: 1\n"
+    )
+    tune(n_trials=1, study_name="fixed", search_space=tmp_path / "eight.yaml")
+    result = tune(n_trials=1, study_name="fixed", search_space=tmp_path / "one.yaml")
+    assert result.best_trial_number == 0  # one ALS sweep does worse than eight
+    written = json.loads((tmp_path / "models" / "best_hyperparameters.json").read_text())
+    assert written["als"] == {"factors": 8, "iterations": 8} == result.best_params
+
+
+def test_best_trial_tags_do_not_cross_studies(tune, tmp_path):
+    first = tune(n_trials=2, study_name="same", storage=f"sqlite:///{tmp_path / 'a.db'}")
+    tune(n_trials=2, study_name="same", storage=f"sqlite:///{tmp_path / 'b.db'}")
+    best = MlflowClient().get_run(first.study.best_trial.user_attrs["mlflow_run_id"])
+    assert best.data.tags["best_trial"] == "true"
+
+
+def test_quotes_in_study_names_are_fine(tune):
+    assert tune(n_trials=1, study_name="bob's study").best_params is not None
+
+
+def test_the_mlflow_database_is_refused_as_optuna_storage(tune, mlflow_uri):
+    with pytest.raises(ConfigError, match="is the MLflow tracking database"):
+        tune(storage=mlflow_uri)
+
+
+def test_ctrl_c_keeps_finished_trials_and_ends_runs_killed(tune, tmp_path):
+    calls = []
+
+    def fit(model, train, callback=None):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fit_model(model, train, callback=callback)
+
+    result = tune(n_trials=5, sampler="grid", fit=fit)
+    assert result.interrupted
+    states = [t.state.name for t in result.study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    client = MlflowClient()
+    killed = client.get_run(result.study.trials[2].user_attrs["mlflow_run_id"])
+    assert killed.info.status == "KILLED"
+    assert client.get_run(result.parent_run_id).info.status == "KILLED"
+    written = json.loads((tmp_path / "models" / "best_hyperparameters.json").read_text())
+    assert written["als"] == result.best_params
+    assert result.report_path.is_file()
+
+
+def test_checkpoints_follow_the_models_default_iterations(tune, tmp_path):
+    (tmp_path / "no_iterations.yaml").write_text(
+        "parameters:\n  factors: {type: categorical, choices: [8]}\n"
+    )
+    result = tune(model="bpr", n_trials=1, search_space=tmp_path / "no_iterations.yaml")
+    steps = sorted(result.study.trials[0].intermediate_values)
+    assert steps == [20, 40, 60, 80, 100]  # BPR's default is 100 iterations, not 15
+
+
+def test_a_failed_trial_logs_one_warning_line(tune, caplog):
+    def fit(model, train, callback=None):
+        raise ValueError("no luck")
+
+    with caplog.at_level("WARNING", logger="rectune"):
+        tune(n_trials=1, fit=fit)
+    assert "trial 0 failed: ValueError: no luck" in caplog.messages
+
+
+def test_passwords_never_reach_the_error_message(tmp_path, monkeypatch, synthetic_dataset):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(
+        ["--model", "als", "--storage", "postgresql://tuner:s3cret@127.0.0.1:1/x"],
+        tmp_path,
+        synthetic_dataset.path.parent.parent,
+    )
+    assert result.exit_code == 2
+    assert "cannot open Optuna storage postgresql://tuner:***@127.0.0.1:1/x" in result.output
+    assert "s3cret" not in result.output
+
+
+def test_an_unwritable_output_is_refused_before_any_trial(tmp_path, monkeypatch, synthetic_dataset):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        hyperparameter_tuning.main,
+        [
+            "--model",
+            "als",
+            "--no-progress",
+            "--output",
+            "/proc/rectune/best.json",
+            "--data-dir",
+            str(synthetic_dataset.path.parent.parent),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: cannot write --output /proc/rectune/best.json")
+    assert not (tmp_path / "mlruns").exists()

@@ -10,6 +10,7 @@ import click
 
 from rectune.config import DATA_DIR, DEFAULT_SEED
 from rectune.errors import RectuneError
+from rectune.urls import redact_text
 
 
 class InputError(click.ClickException):
@@ -41,7 +42,8 @@ class RectuneCommand(click.Command):
         try:
             return super().invoke(ctx)
         except RectuneError as err:
-            raise InputError(str(err)) from err
+            # Messages may quote a driver's error, which can quote a URL with a password.
+            raise InputError(redact_text(str(err))) from err
 
 
 def seed_option(help: str) -> Any:

@@ -226,16 +226,18 @@ def parse_search_space(
                 raise fail(f"'choices' has duplicates: {choices}", name)
             distributions[name] = optuna.distributions.CategoricalDistribution(choices)
         else:
-            distributions[name] = _range_distribution(kind, entry, valid, fail, name)
+            distributions[name] = _range_distribution(kind, entry, valid, fail, name, check)
     return SearchSpace(
         model=model, distributions=distributions, fixed=fixed, source=source, text=text
     )
 
 
-def _range_distribution(kind, entry, valid, fail, name):
+def _range_distribution(kind, entry, valid, fail, name, check):
     missing = [key for key in ("low", "high") if key not in entry]
     if missing:
         raise fail(f"type {kind} needs {' and '.join(missing)}", name)
+    if kind == "float" and check.kind is int:
+        raise fail("takes whole numbers; use type int or categorical", name)
     low, high = valid(entry["low"]), valid(entry["high"])
     if kind == "int" and (not isinstance(entry["low"], int) or not isinstance(entry["high"], int)):
         raise fail("int bounds must be whole numbers", name)
@@ -257,5 +259,11 @@ def _range_distribution(kind, entry, valid, fail, name):
     ):
         raise fail(f"'step' must be a positive number, got {step!r}", name)
     if kind == "int":
+        if step is not None and not float(step).is_integer():
+            raise fail(f"an int 'step' must be a whole number, got {step}", name)
         return optuna.distributions.IntDistribution(low, high, log=log, step=int(step or 1))
+    if step is not None:
+        count = (high - low) / step
+        if not math.isclose(count, round(count), rel_tol=1e-9, abs_tol=1e-9):
+            raise fail(f"'step' ({step}) must divide high - low ({high - low:g})", name)
     return optuna.distributions.FloatDistribution(low, high, log=log, step=step)

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from rectune.config import PROJECT_ROOT
 from rectune.errors import ConfigError
-from rectune.urls import redact_url
+from rectune.urls import redact_text, redact_url
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 PARENT_TAG = "mlflow.parentRunId"
@@ -83,7 +83,7 @@ class Tracker:
         except MlflowException as err:
             raise ConfigError(
                 f"cannot use MLflow tracking store {redact_url(self.uri)}: "
-                f"{str(err).splitlines()[0]}"
+                f"{redact_text(str(err).splitlines()[0])}"
             ) from err
 
     def start_run(
@@ -131,14 +131,6 @@ class Tracker:
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
-
-    def runs_with_tags(self, tags: Mapping[str, str]) -> list[str]:
-        """Ids of this experiment's runs carrying all of ``tags``."""
-        clauses = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=clauses, max_results=1000
-        )
-        return [run.info.run_id for run in runs]
 
     def child_runs(self, parent_id: str) -> list[Any]:
         """The runs nested under ``parent_id`` (MLflow ``Run`` objects)."""

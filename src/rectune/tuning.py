@@ -22,10 +22,10 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,12 +41,20 @@ from rectune._io import write_json_atomic
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
 from rectune.metrics import USER_METRICS, evaluate
-from rectune.models import build_model, check_model_name, fit_model, resolve_device
+from rectune.models import (
+    DEFAULT_HYPERPARAMETERS,
+    build_model,
+    check_model_name,
+    fit_model,
+    resolve_device,
+)
 from rectune.processed import SplitDataset, load_dataset
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
-from rectune.tracking import Tracker, git_commit
-from rectune.urls import redact_url
+from rectune.tracking import Tracker, git_commit, tracking_uri
+from rectune.urls import redact_text, redact_url
+
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
 PRUNERS = ("median", "percentile", "hyperband", "successive-halving", "none")
@@ -91,6 +99,11 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
         objectives.append(Objective(match["metric"], int(match["k"])))
     if len({o.name for o in objectives}) != len(objectives):
         raise ConfigError(f"objectives repeat: {text}")
+    if objectives[0].k is None:
+        raise ConfigError(
+            f"the first objective must be a metric@K (it drives pruning and picks the "
+            f"trial written out), not {FIT_SECONDS}: e.g. precision@10,{FIT_SECONDS}"
+        )
     return tuple(objectives)
 
 
@@ -195,6 +208,7 @@ class TuningResult:
     ui_hint: str
     resumed_trials: int
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
 
 # --------------------------------------------------------------------------- samplers
@@ -246,7 +260,7 @@ def _max_iterations(space: SearchSpace) -> int:
         return int(space.fixed["iterations"])
     distribution = space.distributions.get("iterations")
     if distribution is None:
-        return 100
+        return int(DEFAULT_HYPERPARAMETERS[space.model]["iterations"])
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return int(max(distribution.choices))
     return int(distribution.high)
@@ -281,9 +295,15 @@ def open_study(config: TuningConfig, space: SearchSpace, dataset: SplitDataset) 
         else make_pruner(config.pruner, _max_iterations(space))
     )
     storage = config.resolved_storage
-    if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if _same_database(storage, tracking_uri()):
+        raise ConfigError(
+            f"--storage {redact_url(storage)} is the MLflow tracking database; Optuna and "
+            "MLflow cannot share one database (both keep alembic tables): give Optuna its "
+            "own, e.g. sqlite:///models/optuna.db"
+        )
     try:
+        if storage.startswith("sqlite:///"):
+            Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         study = optuna.create_study(
             storage=storage,
             study_name=config.resolved_study_name,
@@ -297,7 +317,9 @@ def open_study(config: TuningConfig, space: SearchSpace, dataset: SplitDataset) 
             raise
         raise ConfigError(
             f"cannot open Optuna storage {redact_url(storage)}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+            + redact_text(
+                str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            )
         ) from err
     existing = study.user_attrs.get(STUDY_ATTR)
     if existing is None:
@@ -318,6 +340,13 @@ def open_study(config: TuningConfig, space: SearchSpace, dataset: SplitDataset) 
                     "--study-name to start a new study"
                 )
     return study
+
+
+def _same_database(a: str, b: str) -> bool:
+    """Whether two SQLAlchemy-style URLs name the same database (SQLite by file)."""
+    if a.startswith("sqlite:///") and b.startswith("sqlite:///"):
+        return Path(a[len("sqlite:///") :]).resolve() == Path(b[len("sqlite:///") :]).resolve()
+    return a.split("?")[0] == b.split("?")[0]
 
 
 def _same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -370,19 +399,16 @@ class TrialRunner:
         self.objectives = config.resolved_objectives
         self.fit = fit
         self.device = resolve_device(config.device)
-        # Model threads: share the cores between parallel trials (None: the default).
-        cores = os.cpu_count() or 1
-        self.num_threads = None if config.n_jobs == 1 else max(1, cores // config.n_jobs)
+        # Parallel trials share the cores. BPR stays on its deterministic single thread;
+        # None and 0 mean the defaults (all cores for ALS and for evaluation).
+        share = max(1, (os.cpu_count() or 1) // config.n_jobs)
+        parallel = config.n_jobs > 1
+        self.num_threads = share if parallel and config.model == "als" else None
+        self.eval_threads = share if parallel else 0
         if config.cv_folds > 1:
             self.folds = per_user_folds(dataset.train, config.cv_folds, config.seed)
         else:
             self.folds = [(dataset.train_val, dataset.validation)]
-        self.primary = (
-            self.objectives[0]
-            if self.objectives[0].k is not None
-            else Objective(config.metric, config.k)
-        )
-        self.lock = threading.Lock()
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         params = self.space.suggest(trial)
@@ -410,8 +436,14 @@ class TrialRunner:
         except Exception as err:
             message = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", message)
+            log.warning("trial %d failed: %s", trial.number, message)
             self.tracker.set_tags(run_id, {"error": message, "state": "FAIL"})
             self.tracker.end_run(run_id, "FAILED")
+            raise
+        except BaseException:  # Ctrl-C: the run did not fail, it was stopped
+            trial.set_user_attr("error", "interrupted")
+            self.tracker.set_tags(run_id, {"error": "interrupted", "state": "FAIL"})
+            self.tracker.end_run(run_id, "KILLED")
             raise
 
     def _reuse(
@@ -460,7 +492,7 @@ class TrialRunner:
             started = time.perf_counter()
             metrics = {}
             for k in ks:
-                result = evaluate(model, train, held_out, k)
+                result = evaluate(model, train, held_out, k, num_threads=self.eval_threads)
                 metrics.update(result.named())
             eval_seconds += time.perf_counter() - started
             if config.cv_folds > 1:
@@ -484,7 +516,9 @@ class TrialRunner:
         return values if config.multi_objective else values[0]
 
     def _checkpoint_callback(self, trial, run_id, model, train, held_out, params):
-        iterations = int(params.get("iterations", 15))
+        iterations = int(
+            params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
+        )
         marks = checkpoint_iterations(iterations, self.config.checkpoints)
         objective = self.objectives[0]
         tracker = self.tracker
@@ -493,12 +527,13 @@ class TrialRunner:
             if done not in marks:
                 return
             started = time.perf_counter()
-            value = evaluate(model, train, held_out, objective.k).means[objective.metric]
+            value = evaluate(
+                model, train, held_out, objective.k, num_threads=self.eval_threads
+            ).means[objective.metric]
             tracker.log(run_id, metrics={f"intermediate_{objective.name}": value}, step=done)
             trial.report(value, step=done)
             callback.seconds += time.perf_counter() - started
             if trial.should_prune():
-                tracker.log(run_id, metrics={objective.name: value})
                 raise optuna.TrialPruned(f"pruned at iteration {done} with {value:.4f}")
 
         callback.seconds = 0.0
@@ -523,6 +558,17 @@ def _locked(path: Path):
             self.handle.close()
 
     return Lock()
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an --output that cannot be written, before any trial runs."""
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output.with_name(output.name + ".lock"), "a"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write --output {output}: {err.strerror or err}") from err
 
 
 def read_best_hyperparameters(path: Path) -> dict[str, dict[str, Any]]:
@@ -581,8 +627,6 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _warm_start(study: optuna.Study, config: TuningConfig, space: SearchSpace) -> int:
-    from rectune.models import DEFAULT_HYPERPARAMETERS
-
     candidates = []
     current = read_best_hyperparameters(config.output).get(config.model)
     if current:
@@ -636,6 +680,8 @@ def run_tuning(
     if config.resolved_sampler == "grid":
         space.grid()  # refuse continuous spaces before anything else
     read_best_hyperparameters(config.output)  # refuse a corrupt output file up front
+    _check_writable(config.output)
+    resolve_device(config.device)  # refuse cuda without a GPU before any run is made
     dataset = load_or_make_dataset(config)
     if dataset.validation.nnz == 0 and config.cv_folds == 1:
         raise DataError(
@@ -697,24 +743,31 @@ def run_tuning(
     )
     tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
     status = "FAILED"
+    interrupted = False
     try:
         if config.warm_start:
             queued = _warm_start(study, config, space)
             notes.append(f"warm start: {queued} parameter set(s) enqueued")
         runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit)
-        with _quiet_optuna():
-            study.optimize(
-                runner,
-                n_trials=config.n_trials,
-                timeout=config.timeout,
-                n_jobs=config.n_jobs,
-                catch=(Exception,),
-                show_progress_bar=config.show_progress,
-            )
+        try:
+            with _quiet_optuna():
+                study.optimize(
+                    runner,
+                    n_trials=config.n_trials,
+                    timeout=config.timeout,
+                    n_jobs=config.n_jobs,
+                    catch=(Exception,),
+                    show_progress_bar=config.show_progress,
+                )
+        except KeyboardInterrupt:
+            # Keep what finished: write the best so far and the report, then stop.
+            interrupted = True
+            notes.append("interrupted: the trials finished so far are kept and reported")
         result = _finish(
             study, config, tracker, parent_id, dataset, space, started, resumed, notes, reports
         )
-        status = "FINISHED"
+        result.interrupted = interrupted
+        status = "KILLED" if interrupted else "FINISHED"
         return result
     except KeyboardInterrupt:
         status = "KILLED"
@@ -763,14 +816,16 @@ def _finish(
     objectives = config.resolved_objectives
     best_params = best_values = None
     if best is not None:
-        best_params = _jsonable({**space.fixed, **best.params})
+        # The trial's own full parameters: a resumed study's fixed values may have changed.
+        best_params = _jsonable(best.user_attrs.get("params", {**space.fixed, **best.params}))
         best_values = {o.name: float(v) for o, v in zip(objectives, best.values, strict=True)}
         best_run = best.user_attrs.get("mlflow_run_id")
         if best_run:
-            for run_id in tracker.runs_with_tags({"study": study.study_name, "best_trial": "true"}):
-                if run_id != best_run:
-                    tracker.set_tags(run_id, {"best_trial": "false"})
+            previous = study.user_attrs.get("best_run_id")
+            if previous and previous != best_run:
+                tracker.set_tags(previous, {"best_trial": "false"})
             tracker.set_tags(best_run, {"best_trial": "true"})
+            study.set_user_attr("best_run_id", best_run)
         tracker.log(
             parent_id,
             params={f"best_{name}": value for name, value in best_params.items()},
@@ -786,7 +841,7 @@ def _finish(
                 "values": best_values,
                 "metric": objectives[0].name,
                 "value": best_values[objectives[0].name],
-                "k": config.k,
+                "k": objectives[0].k,
                 "study_name": study.study_name,
                 "storage": redact_url(config.resolved_storage),
                 "trial_number": best.number,

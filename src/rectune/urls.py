@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"
+# scheme://user:password@  (the password may not contain '@', '/' or whitespace)
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@/\s]+@")
 
 
 def redact_url(url: str) -> str:
@@ -17,12 +20,18 @@ def redact_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
-        return REDACTED
-    if parts.password is None:
+        return redact_text(url)
+    if password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{netloc}"))
+
+
+def redact_text(text: str) -> str:
+    """Every ``scheme://user:password@`` in free text with the password as ``***``.
+
+    Error messages from database drivers and MLflow quote the URL they failed on.
+    """
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}{REDACTED}@", text)
