@@ -242,6 +242,8 @@ def main(
     click.echo(f"Wall time {result.wall_seconds:.1f} s")
     if result.interrupted:
         raise SystemExit(130)  # the conventional status after Ctrl-C
+    if result.best_params is None:
+        raise SystemExit(1)  # nothing to hand to the next stage
 
 
 if __name__ == "__main__":

@@ -777,11 +777,14 @@ def run_tuning(
 
 
 class _quiet_optuna:
-    """Silence Optuna's per-trial INFO lines (the progress bar says enough)."""
+    """Silence Optuna's per-trial INFO lines (the progress bar says enough).
+
+    Only ever raises the level: a caller that asked for ERROR keeps it.
+    """
 
     def __enter__(self):
         self.level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(max(self.level, optuna.logging.WARNING))
 
     def __exit__(self, *exc):
         optuna.logging.set_verbosity(self.level)
