@@ -49,3 +49,16 @@ def synthetic_dataset(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     build_dataset(SourceSpec(), FeedbackConfig(), SplitConfig(), data_dir=data_dir)
     return load_dataset("synthetic", data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """One SQLite MLflow store for the session (creating one costs seconds)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous

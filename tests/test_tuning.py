@@ -33,19 +33,6 @@ parameters:
 """
 
 
-@pytest.fixture(scope="session")
-def mlflow_uri(tmp_path_factory):
-    """One SQLite MLflow store for the session (creating one costs seconds)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    yield uri
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-
-
 @pytest.fixture
 def tune(tmp_path, monkeypatch, mlflow_uri, synthetic_dataset):
     """Run a small study in ``tmp_path`` (artifacts land in tmp_path/mlruns)."""

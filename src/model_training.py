@@ -1,0 +1,139 @@
+"""Training stage: fit ALS or BPR with tuned (or default) hyperparameters and save it.
+
+Examples
+--------
+    python src/model_training.py --model als --mode final --hyperparameters
+    python src/model_training.py --model als --hyperparameters tuned.json --param factors=128
+    python src/model_training.py --model bpr --repeats 5
+"""
+
+import os
+
+# implicit warns when OpenBLAS runs many threads; set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path
+
+import click
+
+from rectune.cli import RectuneCommand, data_dir_option, seed_option
+from rectune.config import MODELS_DIR
+from rectune.models import DEVICES, MODEL_NAMES
+from rectune.training import (
+    DEFAULT_HYPERPARAMETERS_FILE,
+    TrainingConfig,
+    parse_overrides,
+    train_model,
+)
+from rectune.urls import redact_url
+
+
+@click.command(
+    cls=RectuneCommand,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to train.")
+@click.option(
+    "--mode",
+    type=click.Choice(["tune", "final"]),
+    default="final",
+    show_default=True,
+    help="final: fit on train, score test. tune: fit on train_val, score validation.",
+)
+@click.option(
+    "--dataset",
+    default="synthetic",
+    show_default=True,
+    help="Processed dataset name (from split_data.py) or folder.",
+)
+@click.option(
+    "--hyperparameters",
+    "hyperparameters",
+    is_flag=False,
+    flag_value=str(DEFAULT_HYPERPARAMETERS_FILE),
+    type=click.Path(path_type=Path),
+    help="Use tuned parameters: alone, this model's entry of "
+    "models/best_hyperparameters.json; with a path, that file's. "
+    "Without it, rectune's defaults.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override one hyperparameter (repeatable); wins over the file.",
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Length of the ranked lists scored.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train N times with seeds SEED..SEED+N-1 and report mean and std.",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=MODELS_DIR,
+    show_default="models/",
+    help="The model is saved to MODELS_DIR/MODEL/.",
+)
+@click.option("--experiment-name", help="MLflow experiment [default: rectune-MODEL].")
+@seed_option("Seed of the model (and the first of --repeats).")
+@data_dir_option
+def main(
+    model: str,
+    mode: str,
+    dataset: str,
+    hyperparameters: Path | None,
+    params: tuple[str, ...],
+    k: int,
+    repeats: int,
+    device: str,
+    models_dir: Path,
+    experiment_name: str | None,
+    seed: int,
+    data_dir: Path,
+) -> None:
+    """Train MODEL on the dataset and save it to MODELS_DIR/MODEL/, logged to MLflow."""
+    config = TrainingConfig(
+        model=model,
+        mode=mode,
+        dataset=dataset,
+        seed=seed,
+        device=device,
+        k=k,
+        hyperparameters=hyperparameters,
+        overrides=parse_overrides(params),
+        repeats=repeats,
+        data_dir=data_dir,
+        models_dir=models_dir,
+        experiment_name=experiment_name,
+    )
+    result = train_model(config)
+    click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")
+    click.echo("  " + ", ".join(f"{name}={value}" for name, value in result.params.items()))
+    scored = "test" if mode == "final" else "validation"
+    click.echo(
+        f"Scores on {scored}"
+        + (f", mean ± std over {repeats} seeds:" if result.metrics_std else ":")
+    )
+    for name, value in result.metrics.items():
+        spread = f" ± {result.metrics_std[name]:.4f}" if result.metrics_std else ""
+        click.echo(f"  {name:<14} {value:.4f}{spread}")
+    click.echo(f"Saved to {result.model_dir}")
+    click.echo(
+        f"MLflow run {result.run_id} in experiment {config.resolved_experiment} "
+        f"({redact_url(result.tracking_uri)})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Training a model with tuned (or default) hyperparameters, and saving it.
+
+``mode="final"`` fits on the dataset's ``train`` matrix and scores ``test``;
+``mode="tune"`` fits on ``train_val`` and scores ``validation``. The model is saved to
+``models/<model>/``::
+
+    model.npz       implicit's own format (no pickle), see rectune.models.save_model
+    model.json      parameters and where they came from, seed, mode, dataset and its
+                    fingerprint, metrics, rectune version
+    user_ids.csv    the dataset's id maps, so ids can be translated without the dataset
+    item_ids.csv
+
+The folder is written in full and then swapped into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from rectune import __version__
+from rectune._io import staged_directory, write_json_atomic
+from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.errors import ConfigError
+from rectune.metrics import evaluate
+from rectune.models import (
+    DEFAULT_HYPERPARAMETERS,
+    build_model,
+    check_model_name,
+    fit_model,
+    save_model,
+    validate_hyperparameters,
+)
+from rectune.processed import ID_FILES, SplitDataset, load_dataset
+from rectune.tracking import Tracker, git_commit
+from rectune.tuning import read_best_hyperparameters
+
+Mode = Literal["tune", "final"]
+DEFAULT_HYPERPARAMETERS_FILE = MODELS_DIR / "best_hyperparameters.json"
+MODEL_FILE = "model.npz"
+METADATA_FILE = "model.json"
+
+
+def load_hyperparameters(model: str, source: Path | None) -> tuple[dict[str, Any], str]:
+    """The hyperparameters to train ``model`` with, and where they came from.
+
+    ``source=None`` gives rectune's defaults; a path gives that file's ``model`` entry.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, malformed or has no entry for ``model``; the message
+        names the tuning command that writes it.
+    """
+    check_model_name(model)
+    if source is None:
+        return dict(DEFAULT_HYPERPARAMETERS[model]), "defaults"
+    source = Path(source)
+    make = f"python src/hyperparameter_tuning.py --model {model} --output {source}"
+    if not source.is_file():
+        raise ConfigError(f"hyperparameters file {source} not found; make it with `{make}`")
+    try:
+        document = read_best_hyperparameters(source)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; or re-create it with `{make}`") from err
+    if model not in document:
+        raise ConfigError(
+            f"{source} has no {model!r} entry (it has: {', '.join(document) or 'none'}); "
+            f"tune it with `{make}`"
+        )
+    return dict(document[model]), str(source)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["factors=128", "use_cg=false"]`` -> ``{"factors": 128, "use_cg": False}``.
+
+    Values are read as YAML scalars, so numbers and booleans get their types.
+    """
+    overrides = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip() or not text.strip():
+            raise ConfigError(f"--param {item!r} is not NAME=VALUE, e.g. --param factors=128")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--param {item!r}: cannot read the value {text!r}") from err
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" as a string; a number is meant.
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        overrides[name.strip()] = value
+    return overrides
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One training invocation; the CLI maps its options onto this."""
+
+    model: str
+    mode: Mode = "final"
+    dataset: str = "synthetic"
+    seed: int = 42
+    device: str = "auto"
+    k: int = 10
+    hyperparameters: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    data_dir: Path = DATA_DIR
+    models_dir: Path = MODELS_DIR
+    experiment_name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model)
+        if self.mode not in ("tune", "final"):
+            raise ConfigError(f"unknown mode {self.mode!r}; choose tune or final")
+        if self.k < 1:
+            raise ConfigError(f"k must be a positive integer, got {self.k}")
+        if self.repeats < 1:
+            raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
+
+    @property
+    def resolved_experiment(self) -> str:
+        return self.experiment_name or f"rectune-{self.model}"
+
+
+@dataclass
+class TrainingResult:
+    """What a training run reports back."""
+
+    params: dict[str, Any]
+    origin: str
+    metrics: dict[str, float]
+    metrics_std: dict[str, float] | None
+    model_dir: Path
+    run_id: str
+    tracking_uri: str
+    fit_seconds: float
+
+
+def _matrices(dataset: SplitDataset, mode: Mode):
+    return (
+        (dataset.train, dataset.test)
+        if mode == "final"
+        else (dataset.train_val, dataset.validation)
+    )
+
+
+def train_model(config: TrainingConfig) -> TrainingResult:
+    """Fit, score, save and log one model (``repeats`` fits when asked)."""
+    loaded, origin = load_hyperparameters(config.model, config.hyperparameters)
+    params = validate_hyperparameters(config.model, {**loaded, **config.overrides})
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+    fit_on, score_on = _matrices(dataset, config.mode)
+    if score_on.nnz == 0:
+        raise ConfigError(
+            f"the {'test' if config.mode == 'final' else 'validation'} split "
+            f"of {config.dataset!r} is empty; nothing to score"
+        )
+
+    runs: list[dict[str, float]] = []
+    kept = None
+    fit_seconds = 0.0
+    for repeat in range(config.repeats):
+        model = build_model(config.model, params, device=config.device, seed=config.seed + repeat)
+        started = time.perf_counter()
+        fit_model(model, fit_on)
+        fit_seconds += time.perf_counter() - started
+        runs.append(evaluate(model, fit_on, score_on, config.k).named())
+        if repeat == 0:
+            kept = model  # the model saved is the one trained with --seed itself
+    metrics = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
+    metrics_std = (
+        {name: float(np.std([r[name] for r in runs], ddof=1)) for name in runs[0]}
+        if config.repeats > 1
+        else None
+    )
+
+    metadata = {
+        "model": config.model,
+        "params": params,
+        "params_origin": origin,
+        "overrides": config.overrides,
+        "seed": config.seed,
+        "mode": config.mode,
+        "trained_on": "train" if config.mode == "final" else "train_val",
+        "scored_on": "test" if config.mode == "final" else "validation",
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "k": config.k,
+        "metrics": metrics,
+        "metrics_std": metrics_std,
+        "repeats": config.repeats,
+        "rectune_version": __version__,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    model_dir = Path(config.models_dir) / config.model
+    with staged_directory(model_dir) as staging:
+        save_model(kept, staging / MODEL_FILE)
+        for kind in ID_FILES.values():
+            shutil.copyfile(dataset.path / kind, staging / kind)
+        write_json_atomic(staging / METADATA_FILE, metadata)
+
+    tracker = Tracker(config.resolved_experiment)
+    tags = {
+        "role": "training",
+        "model": config.model,
+        "mode": config.mode,
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "params_origin": origin,
+        "rectune_version": __version__,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    run_id = tracker.start_run(f"train-{config.model}-{config.mode}", tags=tags)
+    try:
+        tracker.log(
+            run_id,
+            params={
+                **params,
+                "seed": config.seed,
+                "mode": config.mode,
+                "k": config.k,
+                "repeats": config.repeats,
+                **{f"override_{k}": v for k, v in config.overrides.items()},
+            },
+            metrics={
+                **metrics,
+                "fit_seconds": fit_seconds / config.repeats,
+                **{f"{k}_std": v for k, v in (metrics_std or {}).items()},
+            },
+        )
+        for path in sorted(model_dir.iterdir()):
+            tracker.log_artifact(run_id, path, "model")
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+    tracker.end_run(run_id, "FINISHED")
+    return TrainingResult(
+        params=params,
+        origin=origin,
+        metrics=metrics,
+        metrics_std=metrics_std,
+        model_dir=model_dir,
+        run_id=run_id,
+        tracking_uri=tracker.uri,
+        fit_seconds=fit_seconds,
+    )
