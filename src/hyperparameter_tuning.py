@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import optuna
 
-from rectune.cli import RectuneCommand, data_dir_option, seed_option
+from rectune.cli import COMMAND_SETTINGS, RectuneCommand, data_dir_option, seed_option
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.tuning import (
@@ -31,10 +31,7 @@ from rectune.tuning import (
 )
 
 
-@click.command(
-    cls=RectuneCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
 @click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to tune.")
 @click.option(
     "--dataset",

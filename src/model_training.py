@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from rectune.cli import RectuneCommand, data_dir_option, seed_option
+from rectune.cli import COMMAND_SETTINGS, RectuneCommand, data_dir_option, seed_option
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.training import (
@@ -28,10 +28,7 @@ from rectune.training import (
 from rectune.urls import redact_url
 
 
-@click.command(
-    cls=RectuneCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
 @click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to train.")
 @click.option(
     "--mode",

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import click
 
-from rectune.cli import InputError, RectuneCommand, data_dir_option, seed_option, warn
+from rectune.cli import (
+    COMMAND_SETTINGS,
+    InputError,
+    RectuneCommand,
+    data_dir_option,
+    seed_option,
+    warn,
+)
 from rectune.data import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
 from rectune.datasets import DATASETS, SYNTHETIC, SourceSpec, build_dataset
 from rectune.splits import STRATEGIES, SplitConfig
@@ -26,10 +33,7 @@ _FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 _DEFAULT_SYNTHETIC = SyntheticConfig()
 
 
-@click.command(
-    cls=RectuneCommand,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
 @click.option(
     "--dataset",
     type=click.Choice(DATASETS),

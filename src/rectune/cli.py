@@ -12,6 +12,9 @@ from rectune.config import DATA_DIR, DEFAULT_SEED
 from rectune.errors import RectuneError
 from rectune.urls import redact_text
 
+#: click settings shared by every stage script.
+COMMAND_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
 
 class InputError(click.ClickException):
     """Bad input from the user: printed as one ``Error:`` line, exit code 2."""

@@ -51,6 +51,17 @@ def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     return out.stdout.strip() or None
 
 
+def source_tags() -> dict[str, str]:
+    """Tags every rectune run carries: its version and, in a checkout, the git commit."""
+    from rectune import __version__
+
+    tags = {"rectune_version": __version__}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
 def mlflow_key(name: str) -> str:
     """A metric or param name MLflow accepts: ``precision@10`` -> ``precision_at_10``."""
     return name.replace("@", "_at_")

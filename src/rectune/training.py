@@ -40,7 +40,7 @@ from rectune.models import (
     validate_hyperparameters,
 )
 from rectune.processed import ID_FILES, SplitDataset, load_dataset
-from rectune.tracking import Tracker, git_commit
+from rectune.tracking import Tracker, source_tags
 from rectune.tuning import read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
@@ -217,11 +217,8 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "params_origin": origin,
-        "rectune_version": __version__,
     }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
+    tags.update(source_tags())
     run_id = tracker.start_run(f"train-{config.model}-{config.mode}", tags=tags)
     try:
         tracker.log(

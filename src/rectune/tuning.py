@@ -51,7 +51,7 @@ from rectune.models import (
 from rectune.processed import SplitDataset, load_dataset
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
-from rectune.tracking import Tracker, git_commit, tracking_uri
+from rectune.tracking import Tracker, source_tags, tracking_uri
 from rectune.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -714,15 +714,12 @@ def run_tuning(
         "sampler": config.resolved_sampler,
         "pruner": "none" if config.multi_objective else config.pruner,
         "seed": config.seed,
-        "rectune_version": __version__,
         "optuna_storage": redact_url(config.resolved_storage),
         "objectives": ",".join(o.name for o in config.resolved_objectives),
         "search_space": space.source,
         "role": "tuning-parent",
     }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
+    tags.update(source_tags())
     parent_id = tracker.start_run(study.study_name, tags=tags)
     tracker.log(
         parent_id,
