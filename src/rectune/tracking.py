@@ -51,6 +51,11 @@ def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     return out.stdout.strip() or None
 
 
+def default_experiment(model: str) -> str:
+    """The MLflow experiment a model's tuning and training runs share."""
+    return f"rectune-{model}"
+
+
 def source_tags() -> dict[str, str]:
     """Tags every rectune run carries: its version and, in a checkout, the git commit."""
     from rectune import __version__
@@ -142,14 +147,6 @@ class Tracker:
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
-
-    def child_runs(self, parent_id: str) -> list[Any]:
-        """The runs nested under ``parent_id`` (MLflow ``Run`` objects)."""
-        return self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
-            max_results=50_000,
-        )
 
     def ui_hint(self) -> str:
         """How to look at this store's runs in a browser."""

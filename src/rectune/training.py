@@ -40,7 +40,7 @@ from rectune.models import (
     validate_hyperparameters,
 )
 from rectune.processed import ID_FILES, SplitDataset, load_dataset
-from rectune.tracking import Tracker, source_tags
+from rectune.tracking import Tracker, default_experiment, source_tags
 from rectune.tuning import read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
@@ -129,7 +129,7 @@ class TrainingConfig:
 
     @property
     def resolved_experiment(self) -> str:
-        return self.experiment_name or f"rectune-{self.model}"
+        return self.experiment_name or default_experiment(self.model)
 
 
 @dataclass

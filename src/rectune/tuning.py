@@ -19,6 +19,7 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -27,7 +28,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ from rectune.models import (
 from rectune.processed import SplitDataset, load_dataset
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
-from rectune.tracking import Tracker, source_tags, tracking_uri
+from rectune.tracking import Tracker, default_experiment, source_tags, tracking_uri
 from rectune.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class TuningConfig:
 
     @property
     def resolved_experiment(self) -> str:
-        return self.experiment_name or f"rectune-{self.model}"
+        return self.experiment_name or default_experiment(self.model)
 
     @property
     def reports_dir(self) -> Path:
@@ -543,21 +544,20 @@ class TrialRunner:
 # --------------------------------------------------------------------------- results
 
 
-def _locked(path: Path):
-    """An exclusive lock on ``path.lock`` (held while the context is open)."""
+def _lock_path(output: Path) -> Path:
+    return output.with_name(output.name + ".lock")
 
-    class Lock:
-        def __enter__(self):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(path.with_name(path.name + ".lock"), "w")
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
-            return self
 
-        def __exit__(self, *exc):
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-
-    return Lock()
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path.lock`` for the body of the ``with``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(_lock_path(path), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_writable(output: Path) -> None:
@@ -565,7 +565,7 @@ def _check_writable(output: Path) -> None:
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(output.with_name(output.name + ".lock"), "a"):
+        with open(_lock_path(output), "a"):
             pass
     except OSError as err:
         raise ConfigError(f"cannot write --output {output}: {err.strerror or err}") from err
@@ -773,18 +773,18 @@ def run_tuning(
         tracker.end_run(parent_id, status)
 
 
-class _quiet_optuna:
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
     """Silence Optuna's per-trial INFO lines (the progress bar says enough).
 
     Only ever raises the level: a caller that asked for ERROR keeps it.
     """
-
-    def __enter__(self):
-        self.level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(max(self.level, optuna.logging.WARNING))
-
-    def __exit__(self, *exc):
-        optuna.logging.set_verbosity(self.level)
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def _best_trial(study: optuna.Study, multi: bool) -> optuna.trial.FrozenTrial | None:
