@@ -233,7 +233,7 @@ def main(
         click.echo(f"Report: {result.report_path}")
     click.echo(
         f"MLflow parent run {result.parent_run_id} in experiment "
-        f"{config.resolved_experiment} ({result.tracking_uri})"
+        f"{result.experiment_name} ({result.tracking_uri})"
     )
     click.echo(f"  {result.ui_hint}")
     click.echo(f"Wall time {result.wall_seconds:.1f} s")

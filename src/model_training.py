@@ -5,6 +5,7 @@ Examples
     python src/model_training.py --model als --mode final --hyperparameters
     python src/model_training.py --model als --hyperparameters tuned.json --param factors=128
     python src/model_training.py --model bpr --repeats 5
+    python src/model_training.py --model als --hyperparameters --register rectune-als
 """
 
 import os
@@ -20,6 +21,7 @@ from rectune.cli import COMMAND_SETTINGS, RectuneCommand, data_dir_option, seed_
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.training import (
+    DEFAULT_ALIAS,
     DEFAULT_HYPERPARAMETERS_FILE,
     TrainingConfig,
     parse_overrides,
@@ -82,7 +84,21 @@ from rectune.urls import redact_url
     show_default="models/",
     help="The model is saved to MODELS_DIR/MODEL/.",
 )
-@click.option("--experiment-name", help="MLflow experiment [default: rectune-MODEL].")
+@click.option(
+    "--experiment-name",
+    help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
+)
+@click.option(
+    "--register",
+    metavar="NAME",
+    help="Also register the pyfunc model as a new version of NAME in the MLflow registry.",
+)
+@click.option(
+    "--alias",
+    default=DEFAULT_ALIAS,
+    show_default=True,
+    help="Alias pointed at the new version with --register (load it as models:/NAME@ALIAS).",
+)
 @seed_option("Seed of the model (and the first of --repeats).")
 @data_dir_option
 def main(
@@ -96,6 +112,8 @@ def main(
     device: str,
     models_dir: Path,
     experiment_name: str | None,
+    register: str | None,
+    alias: str,
     seed: int,
     data_dir: Path,
 ) -> None:
@@ -113,6 +131,8 @@ def main(
         data_dir=data_dir,
         models_dir=models_dir,
         experiment_name=experiment_name,
+        register=register,
+        alias=alias or None,
     )
     result = train_model(config)
     click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")
@@ -127,9 +147,14 @@ def main(
         click.echo(f"  {name:<14} {value:.4f}{spread}")
     click.echo(f"Saved to {result.model_dir}")
     click.echo(
-        f"MLflow run {result.run_id} in experiment {config.resolved_experiment} "
+        f"MLflow run {result.run_id} in experiment {result.experiment_name} "
         f"({redact_url(result.tracking_uri)})"
     )
+    click.echo(f"  pyfunc model: {result.model_uri}")
+    if result.registered_version is not None:
+        version = result.registered_version
+        uri = f"models:/{register}@{alias}" if alias else f"models:/{register}/{version}"
+        click.echo(f"  registered as {register} version {version}: {uri}")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,12 @@ class RankingEvaluation:
         Catalog coverage of the evaluated users' top-K lists.
     recommended : numpy.ndarray of int, shape (len(users), K)
         The top-K item indices per evaluated user, -1 padded.
+    hits : numpy.ndarray of bool, shape (len(users), K)
+        Whether each recommended item is held out for its user.
+    n_relevant : numpy.ndarray of int
+        Held-out items per evaluated user.
+    n_items : int
+        Catalog size (the denominator of coverage).
     """
 
     k: int
@@ -133,6 +139,46 @@ class RankingEvaluation:
     per_user: dict[str, np.ndarray]
     coverage: float
     recommended: np.ndarray
+    hits: np.ndarray
+    n_relevant: np.ndarray
+    n_items: int
+
+    @classmethod
+    def from_hits(
+        cls,
+        users: np.ndarray,
+        recommended: np.ndarray,
+        hits: np.ndarray,
+        n_relevant: np.ndarray,
+        n_items: int,
+    ) -> RankingEvaluation:
+        """Compute every metric from the top-K lists and their hits."""
+        return cls(
+            k=hits.shape[1],
+            users=users,
+            per_user=user_metrics(hits, n_relevant),
+            coverage=catalog_coverage(recommended, n_items),
+            recommended=recommended,
+            hits=hits,
+            n_relevant=n_relevant,
+            n_items=n_items,
+        )
+
+    def at(self, k: int) -> RankingEvaluation:
+        """The same evaluation cut at a shorter list length ``k`` (no re-scoring).
+
+        A top-``k`` list is the first ``k`` entries of the top-``K`` list, so one pass at
+        the largest K gives every smaller K.
+        """
+        if not 1 <= k <= self.k:
+            raise ConfigError(f"k must lie between 1 and {self.k}, got {k}")
+        return RankingEvaluation.from_hits(
+            self.users,
+            self.recommended[:, :k],
+            self.hits[:, :k],
+            self.n_relevant,
+            self.n_items,
+        )
 
     @property
     def n_users(self) -> int:
@@ -183,6 +229,33 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k_eff < k:
         ranked = np.hstack([ranked, np.full((n_rows, k - k_eff), -1, dtype=ranked.dtype)])
     return ranked
+
+
+def rank_items(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-K items of ``users`` by ``user_factors @ item_factors.T``, best first.
+
+    Items stored in ``exclude``'s rows of those users (their training items) are never
+    returned. The ranking is :func:`top_k`'s: ties go to the lower item index.
+
+    Returns
+    -------
+    items : numpy.ndarray of int, shape (len(users), k)
+        Item indices, -1 where a user has fewer than ``k`` items left to rank.
+    scores : numpy.ndarray of float32, shape (len(users), k)
+        Their scores, NaN where ``items`` is -1.
+    """
+    scores = np.asarray(user_factors[users] @ item_factors.T, dtype=np.float32)
+    rows, cols = _rows_of(exclude, users)
+    scores[rows, cols] = -np.inf
+    items = top_k(scores, k)
+    top_scores = np.take_along_axis(scores, np.maximum(items, 0), axis=1)
+    return items, np.where(items >= 0, top_scores, np.float32(np.nan))
 
 
 def factors_of(model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -269,11 +342,7 @@ def evaluate(
     ]
 
     def score_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = user_factors[block] @ item_factors.T
-        scores = np.asarray(scores, dtype=np.float32)
-        rows, cols = _rows_of(train, block)
-        scores[rows, cols] = -np.inf
-        recommended = top_k(scores, k)
+        recommended, _ = rank_items(user_factors, item_factors, block, train, k)
         hits = _hits(recommended, test, block)
         if progress is not None:
             progress(len(block))
@@ -292,12 +361,8 @@ def evaluate(
     else:
         recommended = np.empty((0, k), dtype=np.int64)
         hits = np.empty((0, k), dtype=bool)
-    return RankingEvaluation(
-        k=k,
-        users=evaluated,
-        per_user=user_metrics(hits, n_relevant_all[evaluated]),
-        coverage=catalog_coverage(recommended, n_items),
-        recommended=recommended,
+    return RankingEvaluation.from_hits(
+        evaluated, recommended, hits, n_relevant_all[evaluated], n_items
     )
 
 

@@ -266,15 +266,8 @@ def save_model(model: Any, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path) -> Any:
-    """Load a model saved by :func:`save_model` (CPU, no pickle).
-
-    Raises
-    ------
-    ModelError
-        When the file is missing or is not a saved ALS/BPR model.
-    """
-    path = Path(path)
+def _saved_model_name(path: Path) -> ModelName:
+    """The ``model_name`` entry of a file written by :func:`save_model`."""
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
@@ -284,6 +277,19 @@ def load_model(path: str | Path) -> Any:
         raise ModelError(f"{path} is not a saved model: {err}") from err
     if name not in MODEL_NAMES:
         raise ModelError(f"{path} is not a rectune-saved ALS or BPR model")
+    return name  # type: ignore[return-value]
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a model saved by :func:`save_model` (CPU, no pickle).
+
+    Raises
+    ------
+    ModelError
+        When the file is missing or is not a saved ALS/BPR model.
+    """
+    path = Path(path)
+    name = _saved_model_name(path)
     cls = (
         implicit.cpu.als.AlternatingLeastSquares
         if name == "als"
@@ -293,3 +299,18 @@ def load_model(path: str | Path) -> Any:
     if hasattr(model, "model_name"):
         del model.model_name
     return model
+
+
+def load_factors(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(user_factors, item_factors)`` of a saved model, as :func:`metrics.factors_of`
+    gives them, read straight from the file.
+
+    No implicit model is built, so serving processes skip implicit's thread checks.
+    """
+    path = Path(path)
+    _saved_model_name(path)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return np.asarray(stored["user_factors"]), np.asarray(stored["item_factors"])
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{path} is not a saved model: {err}") from err

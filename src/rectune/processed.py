@@ -92,6 +92,16 @@ def _ids_csv(ids: np.ndarray, kind: str) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
+def read_ids(folder: Path, kind: str) -> np.ndarray:
+    """The original ids of ``kind`` ("user" or "item") from an id map in ``folder``.
+
+    Ids are data: an id spelled "NA" or "null" stays that string.
+    """
+    return pd.read_csv(Path(folder) / ID_FILES[kind], keep_default_na=False)[
+        f"{kind}_id"
+    ].to_numpy()
+
+
 def save_dataset(
     target: Path,
     matrices: dict[str, sp.csr_matrix],
@@ -163,10 +173,7 @@ def load_dataset(name_or_path: str | Path, data_dir: Path = DATA_DIR) -> SplitDa
     try:
         manifest = json.loads(manifest_file.read_text())
         matrices = {name: sp.load_npz(path / f"{name}.npz").tocsr() for name in SPLIT_NAMES}
-        # Ids are data: an id spelled "NA" or "null" stays that string.
-        user_ids = pd.read_csv(path / ID_FILES["user"], keep_default_na=False)["user_id"]
-        item_ids = pd.read_csv(path / ID_FILES["item"], keep_default_na=False)["item_id"]
-        user_ids, item_ids = user_ids.to_numpy(), item_ids.to_numpy()
+        user_ids, item_ids = read_ids(path, "user"), read_ids(path, "item")
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"processed dataset at {path} is incomplete or corrupt: {err}") from err
     for name, matrix in matrices.items():

@@ -5,20 +5,36 @@ MLflow's per-thread "active run", so trials running in parallel threads each log
 their own run. The tracking store is MLflow's own choice: ``MLFLOW_TRACKING_URI`` when
 set, otherwise MLflow 3's default (``sqlite:///mlflow.db`` in the current directory,
 artifacts under ``./mlruns``).
+
+Stages link up under ``mlflow run``: it starts a run for the project and hands its id to
+the command in ``MLFLOW_RUN_ID``. Each stage's top run (the tuning parent, the training
+run, the evaluation run) then goes into that run's experiment as its child, so the
+pipeline run in the UI leads to every stage; trials nest one level further down.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
 import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
+import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from rectune.config import PROJECT_ROOT
 from rectune.errors import ConfigError
@@ -26,6 +42,12 @@ from rectune.urls import redact_text, redact_url
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 PARENT_TAG = "mlflow.parentRunId"
+#: ``mlflow run`` passes the id of the project's run to its command in this variable.
+PIPELINE_RUN_ENV = "MLFLOW_RUN_ID"
+#: Tag naming the ``mlflow run`` pipeline run a stage ran under.
+PIPELINE_TAG = "rectune.pipeline_run_id"
+#: The pyfunc model's name inside a training run (its artifact folder).
+PYFUNC_NAME = "recommender"
 #: MLflow keeps param values up to this length.
 _MAX_PARAM_LENGTH = 6000
 
@@ -67,6 +89,11 @@ def source_tags() -> dict[str, str]:
     return tags
 
 
+def pipeline_run_id() -> str | None:
+    """The run ``mlflow run`` started for this pipeline, when running under it."""
+    return os.environ.get(PIPELINE_RUN_ENV) or None
+
+
 def mlflow_key(name: str) -> str:
     """A metric or param name MLflow accepts: ``precision@10`` -> ``precision_at_10``."""
     return name.replace("@", "_at_")
@@ -82,25 +109,51 @@ class Tracker:
 
     Parameters
     ----------
-    experiment_name : str
-        Created if it does not exist yet.
+    experiment_name : str, optional
+        Created if it does not exist yet. ``None`` picks the experiment of the
+        ``mlflow run`` pipeline run when there is one, else ``default``.
+    default : str
+        The experiment used when none is named and no pipeline run is found.
     """
 
-    def __init__(self, experiment_name: str) -> None:
+    def __init__(self, experiment_name: str | None, *, default: str = "rectune") -> None:
         self.client = MlflowClient()
         self.uri = tracking_uri()
+        self.pipeline_run = None
         try:
-            experiment = self.client.get_experiment_by_name(experiment_name)
+            pipeline_id = pipeline_run_id()
+            if pipeline_id is not None:
+                self.pipeline_run = self.client.get_run(pipeline_id)
+            if experiment_name is None and self.pipeline_run is not None:
+                self.experiment_id = self.pipeline_run.info.experiment_id
+                self.experiment_name = self.client.get_experiment(self.experiment_id).name
+                return
+            self.experiment_name = experiment_name or default
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
             self.experiment_id = (
                 experiment.experiment_id
                 if experiment is not None
-                else self.client.create_experiment(experiment_name)
+                else self.client.create_experiment(self.experiment_name)
             )
         except MlflowException as err:
             raise ConfigError(
                 f"cannot use MLflow tracking store {redact_url(self.uri)}: "
                 f"{redact_text(str(err).splitlines()[0])}"
             ) from err
+
+    def start_stage_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+        """Create a stage's top run: a child of the ``mlflow run`` pipeline run if any.
+
+        The run is nested only when the pipeline run is in the same experiment (the UI
+        nests within one experiment); it is tagged with the pipeline run's id either way.
+        """
+        tags = dict(tags or {})
+        parent_id = None
+        if self.pipeline_run is not None:
+            tags[PIPELINE_TAG] = self.pipeline_run.info.run_id
+            if self.pipeline_run.info.experiment_id == self.experiment_id:
+                parent_id = self.pipeline_run.info.run_id
+        return self.start_run(run_name, parent_id=parent_id, tags=tags)
 
     def start_run(
         self, run_name: str, *, parent_id: str | None = None, tags: Mapping[str, Any] | None = None
@@ -158,3 +211,136 @@ class Tracker:
         else:
             command = f"mlflow ui --backend-store-uri '{shown}'"
         return f"see it with `{command}`, then open http://127.0.0.1:5000"
+
+    def log_recommender(
+        self, run_id: str, model_dir: Path, example_users: list[Any], k: int
+    ) -> str:
+        """Log a model folder to ``run_id`` as an MLflow pyfunc model; return its URI.
+
+        The pyfunc model carries the folder and the ``rectune`` package itself, so it
+        loads anywhere the pinned requirements are installed. Its signature takes a
+        ``user_id`` column and returns ``user_id, rank, item_id, score`` rows, with a
+        ``k`` parameter (default: the ``k`` the model was scored with).
+        """
+        from rectune.recommender import Recommender
+
+        recommender = Recommender.load(model_dir)
+        example = pd.DataFrame({"user_id": example_users})
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(_id_type(recommender.user_ids), "user_id")]),
+            outputs=Schema(
+                [
+                    ColSpec(_id_type(recommender.user_ids), "user_id"),
+                    ColSpec("long", "rank"),
+                    ColSpec(_id_type(recommender.item_ids), "item_id"),
+                    ColSpec("double", "score"),
+                ]
+            ),
+            params=ParamSchema([ParamSpec("k", "long", k)]),
+        )
+        package_dir = Path(__file__).resolve().parent
+        # mlflow's log_model logs into the active run; make it ours for the call only.
+        with (
+            _quiet_mlflow(),
+            mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
+        ):
+            info = mlflow.pyfunc.log_model(
+                name=PYFUNC_NAME,
+                python_model=str(package_dir / "pyfunc_model.py"),
+                artifacts={"model_dir": str(model_dir)},
+                code_paths=[str(package_dir)],
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pyfunc_requirements(),
+            )
+        return info.model_uri
+
+    def register(self, model_uri: str, name: str, alias: str | None) -> int:
+        """Register ``model_uri`` as a new version of model ``name``; point ``alias`` at it.
+
+        Returns the new version number.
+        """
+        try:
+            # register_model prints its own "Successfully registered" lines to stderr.
+            with _quiet_mlflow(), contextlib.redirect_stderr(io.StringIO()):
+                registered = mlflow.register_model(model_uri, name)
+            if alias:
+                self.client.set_registered_model_alias(name, alias, registered.version)
+        except MlflowException as err:
+            raise ConfigError(
+                f"cannot register the model as {name!r}: {redact_text(str(err).splitlines()[0])}"
+            ) from err
+        return int(registered.version)
+
+
+class RecommenderModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc form of :class:`rectune.recommender.Recommender`.
+
+    ``predict`` takes a DataFrame with a ``user_id`` column and returns each user's top-K
+    items as rows ``user_id, rank, item_id, score``; ``params={"k": 20}`` sets K. Users
+    not seen in training get the most popular items (score NaN).
+    """
+
+    def load_context(self, context: Any) -> None:
+        from rectune.recommender import Recommender
+
+        self.recommender = Recommender.load(context.artifacts["model_dir"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        if "user_id" not in model_input.columns:
+            raise ValueError("the input needs a user_id column")
+        users = model_input["user_id"].tolist()
+        k = (params or {}).get("k")
+        return self.recommender.recommend(users, None if k is None else int(k))
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """Silence MLflow's INFO lines and artifact progress bars for a block."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
+
+
+def _id_type(ids: Any) -> str:
+    """The signature type of an id map: long for integer ids, else string."""
+    return "long" if pd.api.types.is_integer_dtype(ids.dtype) else "string"
+
+
+def _pyfunc_requirements() -> list[str]:
+    """The pinned packages the pyfunc model imports (MLflow adds itself)."""
+    return [f"{name}=={version(name)}" for name in ("implicit", "numpy", "scipy", "pandas")]
+
+
+def download_run_folder(run_id: str, artifact_path: str) -> Path:
+    """Download a folder of a run's artifacts to a new temporary folder; return its path.
+
+    Raises
+    ------
+    ConfigError
+        When the run does not exist or has no such artifacts.
+    """
+    destination = Path(tempfile.mkdtemp(prefix=f"rectune-{run_id[:8]}-"))
+    try:
+        MlflowClient().get_run(run_id)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)
+        )
+    except (MlflowException, OSError) as err:
+        raise ConfigError(
+            f"cannot fetch {artifact_path}/ of MLflow run {run_id} from "
+            f"{redact_url(tracking_uri())}: {redact_text(str(err).splitlines()[0])}"
+        ) from err
+    return Path(path)

@@ -2,21 +2,14 @@
 
 ``mode="final"`` fits on the dataset's ``train`` matrix and scores ``test``;
 ``mode="tune"`` fits on ``train_val`` and scores ``validation``. The model is saved to
-``models/<model>/``::
-
-    model.npz       implicit's own format (no pickle), see rectune.models.save_model
-    model.json      parameters and where they came from, seed, mode, dataset and its
-                    fingerprint, metrics, rectune version
-    user_ids.csv    the dataset's id maps, so ids can be translated without the dataset
-    item_ids.csv
-
-The folder is written in full and then swapped into place.
+``models/<model>/`` (the layout is in :mod:`rectune.recommender`) and logged to an MLflow
+run, both as plain files and as a pyfunc model that recommends by user id.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +20,6 @@ import numpy as np
 import yaml
 
 from rectune import __version__
-from rectune._io import staged_directory, write_json_atomic
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
 from rectune.metrics import evaluate
@@ -36,17 +28,17 @@ from rectune.models import (
     build_model,
     check_model_name,
     fit_model,
-    save_model,
     validate_hyperparameters,
 )
-from rectune.processed import ID_FILES, SplitDataset, load_dataset
+from rectune.processed import SplitDataset, load_dataset
+from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment, source_tags
-from rectune.tuning import read_best_hyperparameters
+from rectune.tuning import provenance_path, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
 DEFAULT_HYPERPARAMETERS_FILE = MODELS_DIR / "best_hyperparameters.json"
-MODEL_FILE = "model.npz"
-METADATA_FILE = "model.json"
+#: The alias ``--register`` points at the new version unless told otherwise.
+DEFAULT_ALIAS = "champion"
 
 
 def load_hyperparameters(model: str, source: Path | None) -> tuple[dict[str, Any], str]:
@@ -77,6 +69,17 @@ def load_hyperparameters(model: str, source: Path | None) -> tuple[dict[str, Any
             f"tune it with `{make}`"
         )
     return dict(document[model]), str(source)
+
+
+def tuning_provenance(model: str, source: Path | None) -> dict[str, Any]:
+    """The provenance the tuning stage recorded beside ``source`` for ``model``, if any."""
+    if source is None:
+        return {}
+    try:
+        entry = json.loads(provenance_path(Path(source)).read_text()).get(model)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -117,6 +120,8 @@ class TrainingConfig:
     data_dir: Path = DATA_DIR
     models_dir: Path = MODELS_DIR
     experiment_name: str | None = None
+    register: str | None = None
+    alias: str | None = DEFAULT_ALIAS
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -126,10 +131,8 @@ class TrainingConfig:
             raise ConfigError(f"k must be a positive integer, got {self.k}")
         if self.repeats < 1:
             raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
-
-    @property
-    def resolved_experiment(self) -> str:
-        return self.experiment_name or default_experiment(self.model)
+        if self.register is not None and not self.register.strip():
+            raise ConfigError("the registered model name must not be empty")
 
 
 @dataclass
@@ -142,8 +145,11 @@ class TrainingResult:
     metrics_std: dict[str, float] | None
     model_dir: Path
     run_id: str
+    experiment_name: str
     tracking_uri: str
     fit_seconds: float
+    model_uri: str
+    registered_version: int | None = None
 
 
 def _matrices(dataset: SplitDataset, mode: Mode):
@@ -184,32 +190,8 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         else None
     )
 
-    metadata = {
-        "model": config.model,
-        "params": params,
-        "params_origin": origin,
-        "overrides": config.overrides,
-        "seed": config.seed,
-        "mode": config.mode,
-        "trained_on": "train" if config.mode == "final" else "train_val",
-        "scored_on": "test" if config.mode == "final" else "validation",
-        "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
-        "k": config.k,
-        "metrics": metrics,
-        "metrics_std": metrics_std,
-        "repeats": config.repeats,
-        "rectune_version": __version__,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    model_dir = Path(config.models_dir) / config.model
-    with staged_directory(model_dir) as staging:
-        save_model(kept, staging / MODEL_FILE)
-        for kind in ID_FILES.values():
-            shutil.copyfile(dataset.path / kind, staging / kind)
-        write_json_atomic(staging / METADATA_FILE, metadata)
-
-    tracker = Tracker(config.resolved_experiment)
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
+    tuned = tuning_provenance(config.model, config.hyperparameters)
     tags = {
         "role": "training",
         "model": config.model,
@@ -218,9 +200,34 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         "dataset_fingerprint": dataset.fingerprint,
         "params_origin": origin,
     }
+    if tuned.get("parent_run_id"):
+        tags["rectune.tuning_run_id"] = tuned["parent_run_id"]
     tags.update(source_tags())
-    run_id = tracker.start_run(f"train-{config.model}-{config.mode}", tags=tags)
+    run_id = tracker.start_stage_run(f"train-{config.model}-{config.mode}", tags=tags)
     try:
+        metadata = {
+            "model": config.model,
+            "params": params,
+            "params_origin": origin,
+            "overrides": config.overrides,
+            "seed": config.seed,
+            "mode": config.mode,
+            "trained_on": "train" if config.mode == "final" else "train_val",
+            "scored_on": "test" if config.mode == "final" else "validation",
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint,
+            "k": config.k,
+            "metrics": metrics,
+            "metrics_std": metrics_std,
+            "repeats": config.repeats,
+            "mlflow_run_id": run_id,
+            "mlflow_experiment": tracker.experiment_name,
+            "tuning_run_id": tuned.get("parent_run_id"),
+            "rectune_version": __version__,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        model_dir = Path(config.models_dir) / config.model
+        write_model_folder(model_dir, kept, fit_on, dataset.path, metadata)
         tracker.log(
             run_id,
             params={
@@ -239,6 +246,12 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         )
         for path in sorted(model_dir.iterdir()):
             tracker.log_artifact(run_id, path, "model")
+        model_uri = tracker.log_recommender(
+            run_id, model_dir, dataset.user_ids[:3].tolist(), config.k
+        )
+        version = (
+            tracker.register(model_uri, config.register, config.alias) if config.register else None
+        )
     except BaseException:
         tracker.end_run(run_id, "FAILED")
         raise
@@ -250,6 +263,9 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         metrics_std=metrics_std,
         model_dir=model_dir,
         run_id=run_id,
+        experiment_name=tracker.experiment_name,
         tracking_uri=tracker.uri,
         fit_seconds=fit_seconds,
+        model_uri=model_uri,
+        registered_version=version,
     )

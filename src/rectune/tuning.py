@@ -184,10 +184,6 @@ class TuningConfig:
         return self.storage or f"sqlite:///{Path(self.output).resolve().parent / 'optuna.db'}"
 
     @property
-    def resolved_experiment(self) -> str:
-        return self.experiment_name or default_experiment(self.model)
-
-    @property
     def reports_dir(self) -> Path:
         return Path(self.output).parent / "reports"
 
@@ -205,6 +201,7 @@ class TuningResult:
     counts: dict[str, int]
     wall_seconds: float
     report_path: Path | None
+    experiment_name: str
     tracking_uri: str
     ui_hint: str
     resumed_trials: int
@@ -705,7 +702,7 @@ def run_tuning(
         )
     if config.multi_objective and config.pruner != "none":
         notes.append("pruning is off: Optuna does not prune multi-objective studies")
-    tracker = Tracker(config.resolved_experiment)
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
     tags = {
         "model": config.model,
         "dataset": config.dataset,
@@ -720,7 +717,7 @@ def run_tuning(
         "role": "tuning-parent",
     }
     tags.update(source_tags())
-    parent_id = tracker.start_run(study.study_name, tags=tags)
+    parent_id = tracker.start_stage_run(study.study_name, tags=tags)
     tracker.log(
         parent_id,
         params={
@@ -882,6 +879,7 @@ def _finish(
         counts=counts,
         wall_seconds=wall,
         report_path=report_path,
+        experiment_name=tracker.experiment_name,
         tracking_uri=redact_url(tracker.uri),
         ui_hint=tracker.ui_hint(),
         resumed_trials=resumed,

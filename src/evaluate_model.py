@@ -1,0 +1,154 @@
+"""Evaluation stage: score a saved model on held-out data against baselines.
+
+Examples
+--------
+    python src/evaluate_model.py --model als
+    python src/evaluate_model.py --model-dir models/als --k 5,10,20 --defaults-baseline
+    python src/evaluate_model.py --run-id 0e150a1d5eed4451af20b7f9f4964a46
+"""
+
+import os
+
+# implicit warns when OpenBLAS runs many threads; set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from pathlib import Path
+
+import click
+
+from rectune.cli import COMMAND_SETTINGS, InputError, RectuneCommand, data_dir_option, seed_option
+from rectune.config import MODELS_DIR
+from rectune.evaluation import DEFAULT_KS, EvaluationConfig, parse_ks, run_evaluation
+from rectune.models import DEVICES, MODEL_NAMES
+from rectune.reports import evaluation_tables
+from rectune.urls import redact_url
+
+
+@click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
+@click.option(
+    "--model",
+    type=click.Choice(MODEL_NAMES),
+    help="Evaluate the model saved in MODELS_DIR/MODEL/ by model_training.py.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Evaluate the model saved in this folder.",
+)
+@click.option("--run-id", help="Evaluate the model logged by this MLflow training run.")
+@click.option(
+    "--dataset",
+    help="Processed dataset name or folder [default: the one the model was trained on]. "
+    "It must be the very split the model was trained on (checked by fingerprint).",
+)
+@click.option(
+    "--k",
+    "ks",
+    default=",".join(map(str, DEFAULT_KS)),
+    show_default=True,
+    metavar="K[,K...]",
+    help="List lengths to score, comma-separated.",
+)
+@click.option(
+    "--defaults-baseline",
+    is_flag=True,
+    help="Also train and score the same model with rectune's default hyperparameters.",
+)
+@click.option(
+    "--n-bootstrap",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples of users for the confidence intervals.",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the intervals.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Device for --defaults-baseline training.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=MODELS_DIR,
+    show_default="models/",
+    help="Where --model looks; reports go to MODELS_DIR/reports/.",
+)
+@click.option(
+    "--experiment-name",
+    help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
+)
+@seed_option("Seed of the bootstrap, the random baseline and --defaults-baseline.")
+@data_dir_option
+def main(
+    model: str | None,
+    model_dir: Path | None,
+    run_id: str | None,
+    dataset: str | None,
+    ks: str,
+    defaults_baseline: bool,
+    n_bootstrap: int,
+    confidence: float,
+    device: str,
+    models_dir: Path,
+    experiment_name: str | None,
+    seed: int,
+    data_dir: Path,
+) -> None:
+    """Evaluate a saved model on its held-out split against popular and random baselines.
+
+    Give the model as --model, --model-dir or --run-id. Metrics (precision, recall, nDCG,
+    MAP, MRR, hit rate, coverage) come with bootstrap intervals over users and a paired
+    comparison with each baseline; the report is written to MODELS_DIR/reports/ and
+    logged to an MLflow evaluation run.
+    """
+    chosen = [given for given in (model, model_dir, run_id) if given is not None]
+    if len(chosen) != 1:
+        raise InputError("give exactly one of --model, --model-dir and --run-id (see --help)")
+    config = EvaluationConfig(
+        model_dir=Path(models_dir) / model if model else model_dir,
+        run_id=run_id,
+        dataset=dataset,
+        data_dir=data_dir,
+        ks=parse_ks(ks),
+        defaults_baseline=defaults_baseline,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+        device=device,
+        reports_dir=Path(models_dir) / "reports",
+        experiment_name=experiment_name,
+    )
+    result = run_evaluation(config)
+    summary = result.summary
+    data = summary["dataset"]
+    click.echo(
+        f"Evaluated {summary['model']['name']} ({summary['model']['source']}) on the "
+        f"{data['split']} split of {data['name']}: {data['users_evaluated']} users"
+    )
+    for title, header, rows in evaluation_tables(summary):
+        click.echo(f"\n{title}")
+        widths = [
+            max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)
+        ]
+        for row in (header, *rows):
+            click.echo(
+                "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
+    click.echo("\nReports: " + ", ".join(str(path) for path in result.report_paths))
+    click.echo(
+        f"MLflow run {result.run_id} in experiment {result.experiment_name} "
+        f"({redact_url(result.tracking_uri)})"
+    )
+
+
+if __name__ == "__main__":
+    main()

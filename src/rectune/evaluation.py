@@ -1,0 +1,316 @@
+"""Evaluating a saved model on held-out data, against baselines, with uncertainty.
+
+A model trained with ``mode="final"`` is scored on ``test`` with its ``train`` items
+excluded; a ``mode="tune"`` model on ``validation`` with ``train_val`` excluded. Every
+system (the model, the most-popular and random baselines, optionally the model with
+default parameters) is scored by the same evaluator that scores tuning trials
+(:func:`rectune.metrics.evaluate`), once at the largest K; smaller K are cuts of the
+same lists. Each per-user metric gets a percentile bootstrap interval over users, and
+the model is compared with each baseline on the same users (paired bootstrap interval
+of the difference and a paired t-test). Coverage is one number per system, without an
+interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rectune import __version__
+from rectune.baselines import popularity_factors, random_factors
+from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.errors import ConfigError
+from rectune.metrics import USER_METRICS, RankingEvaluation, evaluate, factors_of
+from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
+from rectune.processed import SplitDataset, load_dataset
+from rectune.recommender import Recommender
+from rectune.reports import write_evaluation_reports
+from rectune.statistics import bootstrap_means, mean_intervals, paired_comparison
+from rectune.tracking import (
+    Tracker,
+    default_experiment,
+    download_run_folder,
+    mlflow_key,
+    source_tags,
+)
+
+DEFAULT_KS = (5, 10, 20)
+MODEL = "model"
+BASELINES = ("popular", "random")
+DEFAULTS_BASELINE = "defaults"
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"5,10,20"`` -> ``(5, 10, 20)``: distinct positive list lengths, ascending."""
+    try:
+        ks = {int(part) for part in str(text).split(",") if part.strip()}
+    except ValueError as err:
+        raise ConfigError(f"--k {text!r} is not a comma-separated list of integers") from err
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--k {text!r} needs one or more positive integers, e.g. 5,10,20")
+    return tuple(sorted(ks))
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """One evaluation; give exactly one of ``model_dir`` and ``run_id``."""
+
+    model_dir: Path | None = None
+    run_id: str | None = None
+    dataset: str | None = None
+    data_dir: Path = DATA_DIR
+    ks: tuple[int, ...] = DEFAULT_KS
+    defaults_baseline: bool = False
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 42
+    device: str = "auto"
+    reports_dir: Path = MODELS_DIR / "reports"
+    experiment_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.model_dir is None) == (self.run_id is None):
+            raise ConfigError("give exactly one model: a model folder or an MLflow run id")
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError(f"list lengths must be positive integers, got {self.ks}")
+        if self.n_bootstrap < 1:
+            raise ConfigError(f"bootstrap resamples must be at least 1, got {self.n_bootstrap}")
+        if not 0 < self.confidence < 1:
+            raise ConfigError(
+                f"confidence must lie strictly between 0 and 1, got {self.confidence}"
+            )
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation reports back: the summary document and where it went."""
+
+    summary: dict[str, Any]
+    report_paths: list[Path]
+    run_id: str
+    experiment_name: str
+    tracking_uri: str
+
+
+def load_recommender(config: EvaluationConfig) -> tuple[Recommender, str]:
+    """The model to evaluate and a description of where it came from."""
+    if config.run_id is not None:
+        folder = download_run_folder(config.run_id, "model")
+        return Recommender.load(folder), f"MLflow run {config.run_id}"
+    return Recommender.load(config.model_dir), str(config.model_dir)
+
+
+def check_fingerprint(metadata: dict[str, Any], dataset: SplitDataset, source: str) -> None:
+    """Refuse a model that was not trained on exactly this dataset's split."""
+    trained_on = metadata.get("dataset_fingerprint")
+    if trained_on == dataset.fingerprint:
+        return
+    raise ConfigError(
+        f"model {source} was trained on dataset {metadata.get('dataset')!r} with fingerprint "
+        f"{str(trained_on)[:12]}, but {dataset.path} has fingerprint "
+        f"{dataset.fingerprint[:12]} (split again since, with other options or seed?); "
+        "retrain it with `python src/model_training.py --model "
+        f"{metadata.get('model', 'als')} --mode final --hyperparameters`"
+    )
+
+
+def held_out(dataset: SplitDataset, mode: str) -> tuple[str, Any, Any]:
+    """(name of the scored split, excluded matrix, scored matrix) for a model's mode."""
+    if mode == "tune":
+        return "validation", dataset.train_val, dataset.validation
+    return "test", dataset.train, dataset.test
+
+
+def score_systems(
+    recommender: Recommender,
+    dataset: SplitDataset,
+    config: EvaluationConfig,
+) -> tuple[str, dict[str, RankingEvaluation]]:
+    """Score the model and every baseline at the largest K on the held-out split."""
+    mode = recommender.metadata.get("mode", "final")
+    split, excluded, scored = held_out(dataset, mode)
+    if scored.nnz == 0:
+        raise ConfigError(f"the {split} split of {dataset.name!r} is empty; nothing to score")
+    k = max(config.ks)
+    n_users, n_items = scored.shape
+    factors = {
+        MODEL: (recommender.user_factors, recommender.item_factors),
+        "popular": popularity_factors(excluded),
+        "random": random_factors(n_users, n_items, seed=config.seed),
+    }
+    if config.defaults_baseline:
+        name = recommender.metadata["model"]
+        model = build_model(
+            name, DEFAULT_HYPERPARAMETERS[name], device=config.device, seed=config.seed
+        )
+        factors[DEFAULTS_BASELINE] = factors_of(fit_model(model, excluded))
+    evaluations = {
+        system: evaluate(train=excluded, test=scored, k=k, user_factors=users, item_factors=items)
+        for system, (users, items) in factors.items()
+    }
+    return split, evaluations
+
+
+def summarise(
+    evaluations: dict[str, RankingEvaluation],
+    ks: tuple[int, ...],
+    n_bootstrap: int,
+    confidence: float,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Means with intervals per system, and the model's paired comparisons.
+
+    Returns ``metrics[system]["precision@10"] = {"mean", "low", "high"}`` (coverage:
+    ``{"mean"}`` only) and ``comparisons[baseline]["precision@10"] = {"difference",
+    "low", "high", "p_value"}``.
+    """
+    rows: list[np.ndarray] = []
+    keys: list[tuple[str, str]] = []
+    for system, full in evaluations.items():
+        for k in ks:
+            cut = full.at(k)
+            for metric in USER_METRICS:
+                keys.append((system, f"{metric}@{k}"))
+                rows.append(cut.per_user[metric])
+    values = np.vstack(rows)
+    resampled = bootstrap_means(values, n_bootstrap, seed=seed)
+    intervals = mean_intervals(values, resampled, confidence)
+    row_of = {key: index for index, key in enumerate(keys)}
+
+    metrics: dict[str, dict[str, dict[str, float]]] = {system: {} for system in evaluations}
+    for (system, name), interval in zip(keys, intervals, strict=True):
+        metrics[system][name] = {"mean": interval.mean, "low": interval.low, "high": interval.high}
+    for system, full in evaluations.items():
+        for k in ks:
+            metrics[system][f"coverage@{k}"] = {"mean": full.at(k).coverage}
+
+    comparisons: dict[str, dict[str, dict[str, float]]] = {}
+    for baseline in evaluations:
+        if baseline == MODEL:
+            continue
+        comparisons[baseline] = {}
+        for system, name in keys:
+            if system != MODEL:
+                continue
+            ours, theirs = row_of[(MODEL, name)], row_of[(baseline, name)]
+            result = paired_comparison(
+                values[ours], values[theirs], resampled[:, ours], resampled[:, theirs], confidence
+            )
+            comparisons[baseline][name] = {
+                "difference": result.difference,
+                "low": result.low,
+                "high": result.high,
+                "p_value": result.p_value,
+            }
+    return metrics, comparisons
+
+
+def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
+    """Evaluate, write the reports, and log everything to an MLflow evaluation run."""
+    recommender, source = load_recommender(config)
+    metadata = recommender.metadata
+    model_name = metadata["model"]
+    dataset = load_dataset(config.dataset or metadata.get("dataset", ""), config.data_dir)
+    check_fingerprint(metadata, dataset, source)
+    split, evaluations = score_systems(recommender, dataset, config)
+    metrics, comparisons = summarise(
+        evaluations, config.ks, config.n_bootstrap, config.confidence, config.seed
+    )
+    model_eval = evaluations[MODEL]
+    summary: dict[str, Any] = {
+        "model": {
+            "name": model_name,
+            "source": source,
+            "params": metadata.get("params", {}),
+            "params_origin": metadata.get("params_origin"),
+            "mode": metadata.get("mode", "final"),
+            "training_run_id": metadata.get("mlflow_run_id"),
+        },
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "split": split,
+            "excluded": "train_val" if split == "validation" else "train",
+            "users_evaluated": model_eval.n_users,
+            "items": model_eval.n_items,
+        },
+        "ks": list(config.ks),
+        "bootstrap": {
+            "resamples": config.n_bootstrap,
+            "confidence": config.confidence,
+            "seed": config.seed,
+        },
+        "systems": list(evaluations),
+        "metrics": metrics,
+        "comparisons": comparisons,
+        "rectune_version": __version__,
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+    tracker = Tracker(config.experiment_name, default=default_experiment(model_name))
+    tags = {
+        "role": "evaluation",
+        "model": model_name,
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "split": split,
+    }
+    if metadata.get("mlflow_run_id"):
+        tags["rectune.training_run_id"] = metadata["mlflow_run_id"]
+    tags.update(source_tags())
+    run_id = tracker.start_stage_run(f"evaluate-{model_name}", tags=tags)
+    summary["mlflow_run_id"] = run_id
+    try:
+        tracker.log(
+            run_id,
+            params={
+                "model_source": source,
+                "ks": ",".join(map(str, config.ks)),
+                "baselines": ",".join(s for s in evaluations if s != MODEL),
+                "bootstrap_resamples": config.n_bootstrap,
+                "confidence": config.confidence,
+                "seed": config.seed,
+                **{f"model_{k}": v for k, v in metadata.get("params", {}).items()},
+            },
+            metrics=_flat_metrics(metrics, comparisons),
+        )
+        stem = f"evaluation-{model_name}-{dataset.name}"
+        paths = write_evaluation_reports(summary, Path(config.reports_dir), stem)
+        for path in paths:
+            tracker.log_artifact(run_id, path, "evaluation")
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+    tracker.end_run(run_id, "FINISHED")
+    return EvaluationResult(
+        summary=summary,
+        report_paths=paths,
+        run_id=run_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+    )
+
+
+def _flat_metrics(
+    metrics: dict[str, dict[str, dict[str, float]]],
+    comparisons: dict[str, dict[str, dict[str, float]]],
+) -> dict[str, float]:
+    """MLflow metrics: the model's as ``precision@10`` (with ``_ci_low``/``_ci_high``),
+    a baseline's as ``popular.precision@10``, comparisons as ``vs_popular.…_diff`` and
+    ``…_p_value``."""
+    flat: dict[str, float] = {}
+    for system, values in metrics.items():
+        prefix = "" if system == MODEL else f"{system}."
+        for name, stats in values.items():
+            flat[f"{prefix}{name}"] = stats["mean"]
+            if system == MODEL and "low" in stats:
+                flat[f"{name}_ci_low"], flat[f"{name}_ci_high"] = stats["low"], stats["high"]
+    for baseline, values in comparisons.items():
+        for name, stats in values.items():
+            flat[f"vs_{baseline}.{name}_diff"] = stats["difference"]
+            flat[f"vs_{baseline}.{name}_p_value"] = stats["p_value"]
+    return {mlflow_key(key): value for key, value in flat.items()}
