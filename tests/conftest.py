@@ -62,3 +62,9 @@ def mlflow_uri(tmp_path_factory):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _outside_mlflow_run(monkeypatch):
+    """Tests run as if not under `mlflow run`, even when they are."""
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

@@ -1,7 +1,6 @@
 """Tuning: Optuna studies with one MLflow child run per trial, and the output file."""
 
 import json
-import os
 
 import optuna
 import pytest
@@ -9,6 +8,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 import hyperparameter_tuning
+from mlflow_helpers import clean_env, mlflow_server
 from rectune.errors import ConfigError
 from rectune.models import fit_model
 from rectune.tuning import (
@@ -420,12 +420,6 @@ def test_concurrent_writers_keep_every_entry(tmp_path):
     assert set(provenance) == set(expected)
 
 
-def _cli_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(extra)
-    return env
-
-
 def _tune_subprocess(cwd, data_dir, env):
     import subprocess
     import sys
@@ -458,7 +452,7 @@ def _tune_subprocess(cwd, data_dir, env):
 
 
 def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, synthetic_dataset):
-    result = _tune_subprocess(tmp_path, synthetic_dataset.path.parent.parent, _cli_env())
+    result = _tune_subprocess(tmp_path, synthetic_dataset.path.parent.parent, clean_env())
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlflow.db").is_file()
     assert "see it with `mlflow ui`, then open http://127.0.0.1:5000" in result.stdout
@@ -472,48 +466,13 @@ def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, 
 
 
 def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mlflow_cli = str(__import__("pathlib").Path(sys.executable).with_name("mlflow"))
-    server = subprocess.Popen(
-        [
-            mlflow_cli,
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        env=_cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                assert server.poll() is None, "mlflow server exited"
-                time.sleep(0.5)
+    with mlflow_server(
+        f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts", tmp_path / "server.log"
+    ) as url:
         work = tmp_path / "work"
         work.mkdir()
         result = _tune_subprocess(
-            work, synthetic_dataset.path.parent.parent, _cli_env(MLFLOW_TRACKING_URI=url)
+            work, synthetic_dataset.path.parent.parent, clean_env(MLFLOW_TRACKING_URI=url)
         )
         assert result.returncode == 0, result.stderr
         assert f"open {url} in a browser" in result.stdout
@@ -528,9 +487,6 @@ def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
         assert len(kids) == 3
         names = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
         assert {"importance.json", "plots", "report"} <= names
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_study_names_become_safe_report_file_names(tune, tmp_path):

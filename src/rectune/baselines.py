@@ -1,6 +1,8 @@
-"""Non-personalised baselines, expressed as factors so the shared evaluator scores them."""
+"""Non-personalised baselines, in forms the shared evaluator scores (factors, scorers)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,17 +20,26 @@ def popularity_factors(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return user_factors, item_factors
 
 
-def random_factors(
-    n_users: int, n_items: int, seed: int = 42, dimension: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian factors whose scores put each user's items in a uniformly random order.
+def random_scorer(n_items: int, seed: int = 42) -> Callable[[np.ndarray], np.ndarray]:
+    """A scorer giving every (user, item) pair an independent uniform score in [0, 1).
 
-    For any fixed user vector ``u``, the scores ``<u, v_i>`` of items with independent
-    standard normal ``v_i`` are independent and identically distributed, so every
-    order of a user's items is equally likely. Different users' orders are only weakly
-    related (their vectors' cosine is about ``N(0, 1 / dimension)``).
+    Each user's items are thus ranked in a uniformly random order, independently of
+    every other user. The score is a hash of ``(seed, user, item)`` (SplitMix64), so it
+    does not depend on how users are split into blocks or threads.
     """
-    rng = np.random.default_rng(seed)
-    user_factors = rng.standard_normal((n_users, dimension), dtype=np.float32)
-    item_factors = rng.standard_normal((n_items, dimension), dtype=np.float32)
-    return user_factors, item_factors
+    items = np.arange(n_items, dtype=np.uint64)
+    salt = _splitmix64(np.array([seed], dtype=np.uint64))[0]
+
+    def score(users: np.ndarray) -> np.ndarray:
+        keys = (np.asarray(users, dtype=np.uint64)[:, None] * np.uint64(n_items) + items) ^ salt
+        return (_splitmix64(keys) >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24)
+
+    return score
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a well-mixed 64-bit hash of each (wrapping) uint64."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))

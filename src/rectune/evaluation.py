@@ -21,10 +21,16 @@ from typing import Any
 import numpy as np
 
 from rectune import __version__
-from rectune.baselines import popularity_factors, random_factors
+from rectune.baselines import popularity_factors, random_scorer
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
-from rectune.metrics import USER_METRICS, RankingEvaluation, evaluate, factors_of
+from rectune.metrics import (
+    USER_METRICS,
+    RankingEvaluation,
+    evaluate,
+    factor_scorer,
+    factors_of,
+)
 from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
 from rectune.processed import SplitDataset, load_dataset
 from rectune.recommender import Recommender
@@ -136,21 +142,20 @@ def score_systems(
     if scored.nnz == 0:
         raise ConfigError(f"the {split} split of {dataset.name!r} is empty; nothing to score")
     k = max(config.ks)
-    n_users, n_items = scored.shape
-    factors = {
-        MODEL: (recommender.user_factors, recommender.item_factors),
-        "popular": popularity_factors(excluded),
-        "random": random_factors(n_users, n_items, seed=config.seed),
+    scorers = {
+        MODEL: factor_scorer(recommender.user_factors, recommender.item_factors),
+        "popular": factor_scorer(*popularity_factors(excluded)),
+        "random": random_scorer(scored.shape[1], seed=config.seed),
     }
     if config.defaults_baseline:
         name = recommender.metadata["model"]
         model = build_model(
             name, DEFAULT_HYPERPARAMETERS[name], device=config.device, seed=config.seed
         )
-        factors[DEFAULTS_BASELINE] = factors_of(fit_model(model, excluded))
+        scorers[DEFAULTS_BASELINE] = factor_scorer(*factors_of(fit_model(model, excluded)))
     evaluations = {
-        system: evaluate(train=excluded, test=scored, k=k, user_factors=users, item_factors=items)
-        for system, (users, items) in factors.items()
+        system: evaluate(train=excluded, test=scored, k=k, scorer=scorer)
+        for system, scorer in scorers.items()
     }
     return split, evaluations
 

@@ -231,14 +231,24 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return ranked
 
 
+#: Scores of every item for a block of user indices, shape (len(users), n_items): a new
+#: array on every call, which the ranking overwrites where items are excluded.
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def factor_scorer(user_factors: np.ndarray, item_factors: np.ndarray) -> Scorer:
+    """The scorer of a factor model: ``user_factors[users] @ item_factors.T``."""
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return np.asarray(user_factors[users] @ item_factors.T, dtype=np.float32)
+
+    return score
+
+
 def rank_items(
-    user_factors: np.ndarray,
-    item_factors: np.ndarray,
-    users: np.ndarray,
-    exclude: sp.csr_matrix,
-    k: int,
+    scorer: Scorer, users: np.ndarray, exclude: sp.csr_matrix, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-K items of ``users`` by ``user_factors @ item_factors.T``, best first.
+    """Top-K items of ``users`` by ``scorer(users)``, best first.
 
     Items stored in ``exclude``'s rows of those users (their training items) are never
     returned. The ranking is :func:`top_k`'s: ties go to the lower item index.
@@ -250,7 +260,7 @@ def rank_items(
     scores : numpy.ndarray of float32, shape (len(users), k)
         Their scores, NaN where ``items`` is -1.
     """
-    scores = np.asarray(user_factors[users] @ item_factors.T, dtype=np.float32)
+    scores = np.asarray(scorer(users), dtype=np.float32)
     rows, cols = _rows_of(exclude, users)
     scores[rows, cols] = -np.inf
     items = top_k(scores, k)
@@ -278,6 +288,7 @@ def evaluate(
     *,
     user_factors: np.ndarray | None = None,
     item_factors: np.ndarray | None = None,
+    scorer: Scorer | None = None,
     users: np.ndarray | None = None,
     block_size: int | None = None,
     num_threads: int = 0,
@@ -290,6 +301,9 @@ def evaluate(
     model : implicit model, optional
         A fitted ALS or BPR model (CPU or GPU); or give ``user_factors`` and
         ``item_factors`` instead. Scores are ``user_factors @ item_factors.T``.
+    scorer : callable, optional
+        Instead of a model or factors: ``scorer(user_indices)`` returns those users'
+        scores of every item, shape (len(user_indices), n_items).
     train : scipy.sparse.csr_matrix, shape (n_users, n_items)
         Items each user trained on; they are excluded from the ranking.
     test : scipy.sparse.csr_matrix, shape (n_users, n_items)
@@ -313,20 +327,24 @@ def evaluate(
     """
     if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
-    if user_factors is None or item_factors is None:
-        if model is None:
-            raise ConfigError("evaluate() needs a fitted model or user and item factors")
-        user_factors, item_factors = factors_of(model)
     train = sp.csr_matrix(train)
     test = sp.csr_matrix(test)
     n_users, n_items = test.shape
     if train.shape != test.shape:
         raise ConfigError(f"train shape {train.shape} differs from test shape {test.shape}")
-    if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
-        raise ConfigError(
-            f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} items; "
-            f"the matrices have {n_users} x {n_items}"
-        )
+    if scorer is None:
+        if user_factors is None or item_factors is None:
+            if model is None:
+                raise ConfigError(
+                    "evaluate() needs a fitted model, user and item factors, or a scorer"
+                )
+            user_factors, item_factors = factors_of(model)
+        if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
+            raise ConfigError(
+                f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} "
+                f"items; the matrices have {n_users} x {n_items}"
+            )
+        scorer = factor_scorer(user_factors, item_factors)
     if not test.has_sorted_indices or not test.data.all():
         test = test.copy()  # leave the caller's matrix as it was
         test.eliminate_zeros()  # a stored zero is not a held-out item
@@ -342,7 +360,7 @@ def evaluate(
     ]
 
     def score_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        recommended, _ = rank_items(user_factors, item_factors, block, train, k)
+        recommended, _ = rank_items(scorer, block, train, k)
         hits = _hits(recommended, test, block)
         if progress is not None:
             progress(len(block))

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from rectune._io import staged_directory, write_csr_atomic, write_json_atomic
 from rectune.errors import ModelError
-from rectune.metrics import rank_items
+from rectune.metrics import factor_scorer, rank_items
 from rectune.models import load_factors, save_model
 from rectune.processed import ID_FILES, read_ids
 
@@ -177,6 +177,10 @@ class Recommender:
         return {str(user): index for index, user in enumerate(self.user_ids)}
 
     @cached_property
+    def _scorer(self):
+        return factor_scorer(self.user_factors, self.item_factors)
+
+    @cached_property
     def popular_items(self) -> np.ndarray:
         """Item indices by number of training users, most first (ties: lower index)."""
         counts = np.bincount(self.train_items.indices, minlength=self.train_items.shape[1])
@@ -220,9 +224,7 @@ class Recommender:
         block_size = max(1, _BLOCK_CELLS // max(len(self.item_ids), 1))
         for start in range(0, len(known), block_size):
             rows = known[start : start + block_size]
-            items[rows], scores[rows] = rank_items(
-                self.user_factors, self.item_factors, indices[rows], self.train_items, k
-            )
+            items[rows], scores[rows] = rank_items(self._scorer, indices[rows], self.train_items, k)
         cold = np.flatnonzero(indices < 0)
         fallback = self.popular_items[:k]
         items[cold, : len(fallback)] = fallback

@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -238,21 +239,28 @@ class Tracker:
             ),
             params=ParamSchema([ParamSpec("k", "long", k)]),
         )
-        package_dir = Path(__file__).resolve().parent
-        # mlflow's log_model logs into the active run; make it ours for the call only.
-        with (
-            _quiet_mlflow(),
-            mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
-        ):
-            info = mlflow.pyfunc.log_model(
-                name=PYFUNC_NAME,
-                python_model=str(package_dir / "pyfunc_model.py"),
-                artifacts={"model_dir": str(model_dir)},
-                code_paths=[str(package_dir)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=_pyfunc_requirements(),
+        # The package travels with the model (without byte-code caches).
+        with tempfile.TemporaryDirectory() as tmp:
+            package_dir = Path(tmp) / "rectune"
+            shutil.copytree(
+                Path(__file__).resolve().parent,
+                package_dir,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
             )
+            # mlflow's log_model logs into the active run; make it ours for the call only.
+            with (
+                _quiet_mlflow(),
+                mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
+            ):
+                info = mlflow.pyfunc.log_model(
+                    name=PYFUNC_NAME,
+                    python_model=str(package_dir / "pyfunc_model.py"),
+                    artifacts={"model_dir": str(model_dir)},
+                    code_paths=[str(package_dir)],
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_pyfunc_requirements(),
+                )
         return info.model_uri
 
     def register(self, model_uri: str, name: str, alias: str | None) -> int:
