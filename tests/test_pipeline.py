@@ -1,0 +1,206 @@
+"""The whole pipeline through `mlflow run . --env-manager local`, then read back through an
+MLflow server's REST API (and, with `-m ui`, its web UI in headless Chromium)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlflow_helpers import MLFLOW, clean_env, mlflow_server
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A copy of the project after `mlflow run .` with small parameters.
+
+    The copy keeps the checkout's data/, models/ and mlflow.db untouched; with no
+    MLFLOW_TRACKING_URI the runs go to MLflow's default store, the copy's mlflow.db.
+    """
+    project = tmp_path_factory.mktemp("project")
+    for name in ("MLproject", "python_env.yaml", "requirements.txt"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    command = [
+        MLFLOW,
+        "run",
+        ".",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "rectune",
+        "--run-name",
+        "pipeline",
+        "-P",
+        f"n_trials={N_TRIALS}",
+        "-P",
+        "eval_k=5,10",
+    ]
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, result
+
+
+def rest(url, endpoint, payload=None):
+    """GET (with query parameters) or POST (JSON) an MLflow REST endpoint."""
+    if payload is None or endpoint.endswith(("get-by-name", "list")):
+        query = f"?{urllib.parse.urlencode(payload)}" if payload else ""
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/{endpoint}{query}")
+    else:
+        request = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/{endpoint}",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def runs_by_role(runs):
+    """{role: [run, ...]} with the `mlflow run` pipeline run under "pipeline"."""
+    grouped = {}
+    for run in runs:
+        tags = {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
+        run["tags"] = tags
+        role = tags.get("role") or ("trial" if "trial_number" in tags else None)
+        role = role or ("pipeline" if tags.get("mlflow.runName") == "pipeline" else "other")
+        grouped.setdefault(role, []).append(run)
+    return grouped
+
+
+def test_mlflow_run_leaves_every_stage_on_disk(pipeline):
+    project, result = pipeline
+    best = json.loads((project / "models" / "best_hyperparameters.json").read_text())
+    meta = json.loads((project / "models" / "als" / "model.json").read_text())
+    assert meta["params"] == {**{"alpha": 1.0, "iterations": 15}, **best["als"]}
+    assert meta["params_origin"] == str(project / "models" / "best_hyperparameters.json")
+    report = json.loads(
+        (project / "models" / "reports" / "evaluation-als-synthetic.json").read_text()
+    )
+    assert report["ks"] == [5, 10]
+    assert report["metrics"]["model"]["precision@10"]["mean"] == pytest.approx(
+        meta["metrics"]["precision@10"], abs=1e-12
+    )
+    assert (project / "mlflow.db").is_file()
+    assert "succeeded" in result.stderr
+
+
+def test_rest_api_shows_the_pipeline_runs_metrics_and_artifacts(pipeline, tmp_path):
+    project, _ = pipeline
+    with mlflow_server(
+        f"sqlite:///{project / 'mlflow.db'}", project / "mlruns", tmp_path / "server.log"
+    ) as url:
+        experiment = rest(url, "experiments/get-by-name", {"experiment_name": "rectune"})
+        experiment_id = experiment["experiment"]["experiment_id"]
+        runs = rest(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})
+        roles = runs_by_role(runs["runs"])
+        assert {role: len(found) for role, found in roles.items()} == {
+            "pipeline": 1,
+            "tuning-parent": 1,
+            "trial": N_TRIALS,
+            "training": 1,
+            "evaluation": 1,
+        }
+        pipeline_id = roles["pipeline"][0]["info"]["run_id"]
+        tuning_id = roles["tuning-parent"][0]["info"]["run_id"]
+        for role in ("tuning-parent", "training", "evaluation"):
+            assert roles[role][0]["tags"]["mlflow.parentRunId"] == pipeline_id
+        assert all(t["tags"]["mlflow.parentRunId"] == tuning_id for t in roles["trial"])
+        assert all(run["info"]["status"] == "FINISHED" for run in runs["runs"])
+
+        def metrics(run):
+            return {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+
+        assert all(
+            "precision_at_10" in metrics(t)
+            for t in roles["trial"]
+            if t["tags"].get("state", "COMPLETE") == "COMPLETE"
+        )
+        assert "best_precision_at_10" in metrics(roles["tuning-parent"][0])
+        assert "precision_at_10" in metrics(roles["training"][0])
+        evaluation = metrics(roles["evaluation"][0])
+        assert {"precision_at_5", "ndcg_at_10_ci_high", "popular.map_at_10"} <= set(evaluation)
+
+        def artifacts(run, path=None):
+            query = {"run_id": run["info"]["run_id"], **({"path": path} if path else {})}
+            return {f["path"] for f in rest(url, "artifacts/list", query).get("files", [])}
+
+        assert {"plots", "report", "importance.json"} <= artifacts(roles["tuning-parent"][0])
+        assert {"model/model.npz", "model/model.json"} <= artifacts(roles["training"][0], "model")
+        # MLflow 3 keeps logged models beside the runs, linked as the run's outputs.
+        (output,) = roles["training"][0]["outputs"]["model_outputs"]
+        logged = rest(url, f"logged-models/{output['model_id']}")["model"]
+        assert logged["info"]["name"] == "recommender"
+        assert logged["info"]["source_run_id"] == roles["training"][0]["info"]["run_id"]
+        assert "evaluation/evaluation-als-synthetic.html" in artifacts(
+            roles["evaluation"][0], "evaluation"
+        )
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+    # Let the page's own requests finish before the DOM is dumped.
+    "--virtual-time-budget=20000",
+]
+
+
+def rendered_dom(chromium, url, profile):
+    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
+    page = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert page.returncode == 0, page.stderr[-2000:]
+    return page.stdout
+
+
+@pytest.mark.ui
+def test_mlflow_ui_lists_the_runs_in_headless_chromium(pipeline, tmp_path):
+    """Opt-in (`pytest -m ui`): needs Debian's chromium (apt-get install chromium)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "install Chromium first: apt-get install chromium chromium-driver"
+    project, _ = pipeline
+    with mlflow_server(
+        f"sqlite:///{project / 'mlflow.db'}", project / "mlruns", tmp_path / "server.log"
+    ) as url:
+        experiment = rest(url, "experiments/get-by-name", {"experiment_name": "rectune"})
+        experiment_id = experiment["experiment"]["experiment_id"]
+        runs = rest(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})
+        evaluation = runs_by_role(runs["runs"])["evaluation"][0]["info"]["run_id"]
+
+        # The runs page lists the pipeline run, with every stage's runs nested under it.
+        listing = rendered_dom(
+            chromium, f"{url}/#/experiments/{experiment_id}/runs", tmp_path / "profile-1"
+        )
+        assert ">pipeline<" in listing
+        assert f"{N_TRIALS + 4} matching runs" in re.sub(r"<[^>]*>", "", listing)
+        # A stage's run page shows its metrics and links back to the pipeline run.
+        page = rendered_dom(
+            chromium,
+            f"{url}/#/experiments/{experiment_id}/runs/{evaluation}",
+            tmp_path / "profile-2",
+        )
+        for text in ("evaluate-als", "precision_at_10", "popular.map_at_10", "pipeline"):
+            assert text in page, f"{text} is not on the evaluation run's page"
