@@ -16,7 +16,14 @@ from pathlib import Path
 
 import click
 
-from rectune.cli import COMMAND_SETTINGS, InputError, RectuneCommand, data_dir_option, seed_option
+from rectune.cli import (
+    COMMAND_SETTINGS,
+    InputError,
+    RectuneCommand,
+    data_dir_option,
+    experiment_option,
+    seed_option,
+)
 from rectune.config import MODELS_DIR
 from rectune.evaluation import DEFAULT_KS, EvaluationConfig, parse_ks, run_evaluation
 from rectune.models import DEVICES, MODEL_NAMES
@@ -82,10 +89,7 @@ from rectune.urls import redact_url
     show_default="models/",
     help="Where --model looks; reports go to MODELS_DIR/reports/.",
 )
-@click.option(
-    "--experiment-name",
-    help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
-)
+@experiment_option
 @seed_option("Seed of the bootstrap, the random baseline and --defaults-baseline.")
 @data_dir_option
 def main(

@@ -18,7 +18,13 @@ from pathlib import Path
 import click
 import optuna
 
-from rectune.cli import COMMAND_SETTINGS, RectuneCommand, data_dir_option, seed_option
+from rectune.cli import (
+    COMMAND_SETTINGS,
+    RectuneCommand,
+    data_dir_option,
+    experiment_option,
+    seed_option,
+)
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.tuning import (
@@ -140,7 +146,7 @@ from rectune.tuning import (
     show_default="models/best_hyperparameters.json",
     help="Best parameters, merged per model; reports go beside it in reports/.",
 )
-@click.option("--experiment-name", help="MLflow experiment [default: rectune-MODEL].")
+@experiment_option
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show the trial progress bar."
 )

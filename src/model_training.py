@@ -17,7 +17,13 @@ from pathlib import Path
 
 import click
 
-from rectune.cli import COMMAND_SETTINGS, RectuneCommand, data_dir_option, seed_option
+from rectune.cli import (
+    COMMAND_SETTINGS,
+    RectuneCommand,
+    data_dir_option,
+    experiment_option,
+    seed_option,
+)
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.training import (
@@ -84,10 +90,7 @@ from rectune.urls import redact_url
     show_default="models/",
     help="The model is saved to MODELS_DIR/MODEL/.",
 )
-@click.option(
-    "--experiment-name",
-    help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
-)
+@experiment_option
 @click.option(
     "--register",
     metavar="NAME",

@@ -1,6 +1,7 @@
 """The whole pipeline through `mlflow run . --env-manager local`, then read back through an
 MLflow server's REST API (and, with `-m ui`, its web UI in headless Chromium)."""
 
+import contextlib
 import json
 import os
 import re
@@ -68,6 +69,19 @@ def rest(url, endpoint, payload=None):
         return json.loads(response.read())
 
 
+@contextlib.contextmanager
+def served(pipeline, tmp_path):
+    """An mlflow server over the pipeline's store: its URL, the experiment id, its runs."""
+    project, _ = pipeline
+    with mlflow_server(
+        f"sqlite:///{project / 'mlflow.db'}", project / "mlruns", tmp_path / "server.log"
+    ) as url:
+        experiment = rest(url, "experiments/get-by-name", {"experiment_name": "rectune"})
+        experiment_id = experiment["experiment"]["experiment_id"]
+        runs = rest(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})
+        yield url, experiment_id, runs
+
+
 def runs_by_role(runs):
     """{role: [run, ...]} with the `mlflow run` pipeline run under "pipeline"."""
     grouped = {}
@@ -98,13 +112,7 @@ def test_mlflow_run_leaves_every_stage_on_disk(pipeline):
 
 
 def test_rest_api_shows_the_pipeline_runs_metrics_and_artifacts(pipeline, tmp_path):
-    project, _ = pipeline
-    with mlflow_server(
-        f"sqlite:///{project / 'mlflow.db'}", project / "mlruns", tmp_path / "server.log"
-    ) as url:
-        experiment = rest(url, "experiments/get-by-name", {"experiment_name": "rectune"})
-        experiment_id = experiment["experiment"]["experiment_id"]
-        runs = rest(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})
+    with served(pipeline, tmp_path) as (url, _, runs):
         roles = runs_by_role(runs["runs"])
         assert {role: len(found) for role, found in roles.items()} == {
             "pipeline": 1,
@@ -181,13 +189,7 @@ def test_mlflow_ui_lists_the_runs_in_headless_chromium(pipeline, tmp_path):
     """Opt-in (`pytest -m ui`): needs Debian's chromium (apt-get install chromium)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium first: apt-get install chromium chromium-driver"
-    project, _ = pipeline
-    with mlflow_server(
-        f"sqlite:///{project / 'mlflow.db'}", project / "mlruns", tmp_path / "server.log"
-    ) as url:
-        experiment = rest(url, "experiments/get-by-name", {"experiment_name": "rectune"})
-        experiment_id = experiment["experiment"]["experiment_id"]
-        runs = rest(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})
+    with served(pipeline, tmp_path) as (url, experiment_id, runs):
         evaluation = runs_by_role(runs["runs"])["evaluation"][0]["info"]["run_id"]
 
         # The runs page lists the pipeline run, with every stage's runs nested under it.

@@ -67,3 +67,10 @@ def data_dir_option(func: Any) -> Any:
         show_default="data/ in the project (or $RECTUNE_DATA_DIR)",
         help="Root of raw/ (downloads) and processed/ (split datasets).",
     )(func)
+
+
+def experiment_option(func: Any) -> Any:
+    return click.option(
+        "--experiment-name",
+        help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
+    )(func)
