@@ -26,6 +26,7 @@ from rectune.cli import (
 )
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
+from rectune.processed import MODE_SPLITS
 from rectune.training import (
     DEFAULT_ALIAS,
     DEFAULT_HYPERPARAMETERS_FILE,
@@ -140,7 +141,7 @@ def main(
     result = train_model(config)
     click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")
     click.echo("  " + ", ".join(f"{name}={value}" for name, value in result.params.items()))
-    scored = "test" if mode == "final" else "validation"
+    scored = MODE_SPLITS[mode][1]
     click.echo(
         f"Scores on {scored}"
         + (f", mean ± std over {repeats} seeds:" if result.metrics_std else ":")

@@ -32,7 +32,7 @@ from rectune.metrics import (
     factors_of,
 )
 from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
-from rectune.processed import SplitDataset, load_dataset
+from rectune.processed import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.recommender import Recommender
 from rectune.reports import write_evaluation_reports
 from rectune.statistics import bootstrap_means, mean_intervals, paired_comparison
@@ -124,13 +124,6 @@ def check_fingerprint(metadata: dict[str, Any], dataset: SplitDataset, source: s
     )
 
 
-def held_out(dataset: SplitDataset, mode: str) -> tuple[str, Any, Any]:
-    """(name of the scored split, excluded matrix, scored matrix) for a model's mode."""
-    if mode == "tune":
-        return "validation", dataset.train_val, dataset.validation
-    return "test", dataset.train, dataset.test
-
-
 def score_systems(
     recommender: Recommender,
     dataset: SplitDataset,
@@ -138,7 +131,8 @@ def score_systems(
 ) -> tuple[str, dict[str, RankingEvaluation]]:
     """Score the model and every baseline at the largest K on the held-out split."""
     mode = recommender.metadata.get("mode", "final")
-    split, excluded, scored = held_out(dataset, mode)
+    excluded_split, split = MODE_SPLITS[mode]
+    excluded, scored = dataset.matrices[excluded_split], dataset.matrices[split]
     if scored.nnz == 0:
         raise ConfigError(f"the {split} split of {dataset.name!r} is empty; nothing to score")
     k = max(config.ks)
@@ -175,12 +169,11 @@ def summarise(
     """
     rows: list[np.ndarray] = []
     keys: list[tuple[str, str]] = []
-    for system, full in evaluations.items():
-        for k in ks:
-            cut = full.at(k)
-            for metric in USER_METRICS:
-                keys.append((system, f"{metric}@{k}"))
-                rows.append(cut.per_user[metric])
+    cuts = {(system, k): full.at(k) for system, full in evaluations.items() for k in ks}
+    for (system, k), cut in cuts.items():
+        for metric in USER_METRICS:
+            keys.append((system, f"{metric}@{k}"))
+            rows.append(cut.per_user[metric])
     values = np.vstack(rows)
     resampled = bootstrap_means(values, n_bootstrap, seed=seed)
     intervals = mean_intervals(values, resampled, confidence)
@@ -189,9 +182,8 @@ def summarise(
     metrics: dict[str, dict[str, dict[str, float]]] = {system: {} for system in evaluations}
     for (system, name), interval in zip(keys, intervals, strict=True):
         metrics[system][name] = {"mean": interval.mean, "low": interval.low, "high": interval.high}
-    for system, full in evaluations.items():
-        for k in ks:
-            metrics[system][f"coverage@{k}"] = {"mean": full.at(k).coverage}
+    for (system, k), cut in cuts.items():
+        metrics[system][f"coverage@{k}"] = {"mean": cut.coverage}
 
     comparisons: dict[str, dict[str, dict[str, float]]] = {}
     for baseline in evaluations:
@@ -239,7 +231,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
             "name": dataset.name,
             "fingerprint": dataset.fingerprint,
             "split": split,
-            "excluded": "train_val" if split == "validation" else "train",
+            "excluded": MODE_SPLITS[metadata.get("mode", "final")][0],
             "users_evaluated": model_eval.n_users,
             "items": model_eval.n_items,
         },

@@ -199,6 +199,11 @@ class RankingEvaluation:
         return {f"{name}@{self.k}": value for name, value in self.means.items()}
 
 
+def users_per_block(n_items: int) -> int:
+    """Users scored at once so that a block holds about 4M float32 scores (~16 MB)."""
+    return max(1, _BLOCK_CELLS // max(n_items, 1))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores of each row, best first.
 
@@ -354,7 +359,7 @@ def evaluate(
     evaluated = candidates[n_relevant_all[candidates] > 0]
 
     if block_size is None:
-        block_size = max(1, _BLOCK_CELLS // max(n_items, 1))
+        block_size = users_per_block(n_items)
     blocks = [
         evaluated[start : start + block_size] for start in range(0, len(evaluated), block_size)
     ]

@@ -31,6 +31,8 @@ from rectune.splits import SPLIT_NAMES
 
 MANIFEST = "manifest.json"
 ID_FILES = {"user": "user_ids.csv", "item": "item_ids.csv"}
+#: For each training mode: the split a model is fitted on, and the split it is scored on.
+MODE_SPLITS = {"final": ("train", "test"), "tune": ("train_val", "validation")}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from rectune._io import staged_directory, write_csr_atomic, write_json_atomic
 from rectune.errors import ModelError
-from rectune.metrics import factor_scorer, rank_items
+from rectune.metrics import factor_scorer, rank_items, users_per_block
 from rectune.models import load_factors, save_model
 from rectune.processed import ID_FILES, read_ids
 
@@ -42,9 +42,6 @@ FOLDER_FILES = (MODEL_FILE, METADATA_FILE, *ID_FILES.values(), TRAIN_ITEMS_FILE)
 
 #: Columns of :meth:`Recommender.recommend`'s result, one row per recommended item.
 RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "score")
-
-# Users scored at once when recommending for many: ~4M float32 score cells.
-_BLOCK_CELLS = 1 << 22
 
 
 def write_model_folder(
@@ -221,7 +218,7 @@ class Recommender:
         scores = np.full((len(requested), k), np.nan, dtype=np.float32)
 
         known = np.flatnonzero(indices >= 0)
-        block_size = max(1, _BLOCK_CELLS // max(len(self.item_ids), 1))
+        block_size = users_per_block(len(self.item_ids))
         for start in range(0, len(known), block_size):
             rows = known[start : start + block_size]
             items[rows], scores[rows] = rank_items(self._scorer, indices[rows], self.train_items, k)

@@ -30,7 +30,7 @@ from rectune.models import (
     fit_model,
     validate_hyperparameters,
 )
-from rectune.processed import SplitDataset, load_dataset
+from rectune.processed import MODE_SPLITS, load_dataset
 from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment, source_tags
 from rectune.tuning import provenance_path, read_best_hyperparameters
@@ -152,24 +152,16 @@ class TrainingResult:
     registered_version: int | None = None
 
 
-def _matrices(dataset: SplitDataset, mode: Mode):
-    return (
-        (dataset.train, dataset.test)
-        if mode == "final"
-        else (dataset.train_val, dataset.validation)
-    )
-
-
 def train_model(config: TrainingConfig) -> TrainingResult:
     """Fit, score, save and log one model (``repeats`` fits when asked)."""
     loaded, origin = load_hyperparameters(config.model, config.hyperparameters)
     params = validate_hyperparameters(config.model, {**loaded, **config.overrides})
     dataset = load_dataset(config.dataset, data_dir=config.data_dir)
-    fit_on, score_on = _matrices(dataset, config.mode)
+    fit_split, score_split = MODE_SPLITS[config.mode]
+    fit_on, score_on = dataset.matrices[fit_split], dataset.matrices[score_split]
     if score_on.nnz == 0:
         raise ConfigError(
-            f"the {'test' if config.mode == 'final' else 'validation'} split "
-            f"of {config.dataset!r} is empty; nothing to score"
+            f"the {score_split} split of {config.dataset!r} is empty; nothing to score"
         )
 
     runs: list[dict[str, float]] = []
@@ -212,8 +204,8 @@ def train_model(config: TrainingConfig) -> TrainingResult:
             "overrides": config.overrides,
             "seed": config.seed,
             "mode": config.mode,
-            "trained_on": "train" if config.mode == "final" else "train_val",
-            "scored_on": "test" if config.mode == "final" else "validation",
+            "trained_on": fit_split,
+            "scored_on": score_split,
             "dataset": dataset.name,
             "dataset_fingerprint": dataset.fingerprint,
             "k": config.k,
