@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import numbers
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,10 @@ def save_model(model: Any, path: str | Path) -> Path:
     return path
 
 
+#: What numpy raises on a damaged, truncated or pickle-carrying ``.npz`` file.
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 def _saved_model_name(path: Path) -> ModelName:
     """The ``model_name`` entry of a file written by :func:`save_model`."""
     if not path.is_file():
@@ -273,7 +278,7 @@ def _saved_model_name(path: Path) -> ModelName:
     try:
         with np.load(path, allow_pickle=False) as stored:
             name = str(stored["model_name"]) if "model_name" in stored else None
-    except (OSError, ValueError) as err:
+    except _UNREADABLE as err:
         raise ModelError(f"{path} is not a saved model: {err}") from err
     if name not in MODEL_NAMES:
         raise ModelError(f"{path} is not a rectune-saved ALS or BPR model")
@@ -295,7 +300,10 @@ def load_model(path: str | Path) -> Any:
         if name == "als"
         else implicit.cpu.bpr.BayesianPersonalizedRanking
     )
-    model = cls.load(str(path))
+    try:
+        model = cls.load(str(path))
+    except _UNREADABLE as err:
+        raise ModelError(f"{path} is not a saved model: {err}") from err
     if hasattr(model, "model_name"):
         del model.model_name
     return model
@@ -312,5 +320,5 @@ def load_factors(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as stored:
             return np.asarray(stored["user_factors"]), np.asarray(stored["item_factors"])
-    except (OSError, ValueError, KeyError) as err:
+    except _UNREADABLE as err:
         raise ModelError(f"{path} is not a saved model: {err}") from err
