@@ -5,6 +5,8 @@ Examples
     python src/hyperparameter_tuning.py --model als
     python src/hyperparameter_tuning.py --model bpr --n-trials 30 --sampler random
     python src/hyperparameter_tuning.py --model als --objectives precision@10,coverage@10
+    python src/hyperparameter_tuning.py --model als --n-trials 200 \
+        --storage postgresql://postgres@127.0.0.1:5432/optuna --study-name als-big
 """
 
 import logging
@@ -27,6 +29,7 @@ from rectune.cli import (
 )
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
+from rectune.studies import DEFAULT_HEARTBEAT, GRACE_FACTOR
 from rectune.tuning import (
     PRUNERS,
     SAMPLERS,
@@ -35,6 +38,14 @@ from rectune.tuning import (
     parse_objectives,
     run_tuning,
 )
+
+
+class _LevelPrefix(logging.Formatter):
+    """Warnings as ``Warning: ...`` lines, progress notes as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"Warning: {message}" if record.levelno >= logging.WARNING else message
 
 
 @click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
@@ -51,7 +62,8 @@ from rectune.tuning import (
     type=click.IntRange(min=1),
     default=50,
     show_default=True,
-    help="Trials to run in this invocation (added to a resumed study).",
+    help="Size of the study: run trials until it holds N finished (complete or pruned) "
+    "ones. A re-run or a second worker runs only the missing ones.",
 )
 @click.option(
     "--timeout",
@@ -102,8 +114,17 @@ from rectune.tuning import (
 )
 @click.option(
     "--storage",
-    help="Optuna storage URL [default: sqlite:///<folder of --output>/optuna.db; "
+    help="Optuna storage URL: postgresql://USER:PASSWORD@HOST/DB lets workers on "
+    "several machines share a study [default: sqlite:///<folder of --output>/optuna.db; "
     "never the MLflow database].",
+)
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=DEFAULT_HEARTBEAT,
+    show_default=True,
+    help="Seconds between a running trial's heartbeats; a trial silent for "
+    f"{GRACE_FACTOR}x this long (its worker was killed) is failed and retried once.",
 )
 @click.option(
     "--n-jobs",
@@ -168,6 +189,7 @@ def main(
     search_space: Path | None,
     study_name: str | None,
     storage: str | None,
+    heartbeat: int,
     n_jobs: int,
     device: str,
     cv_folds: int,
@@ -183,13 +205,19 @@ def main(
 
     Every trial is a child run under one MLflow parent run; the best parameters are
     merged into --output as {"als": {...}, "bpr": {...}}.
+
+    Re-running the same command resumes the study, and the same command started in
+    more shells or on more machines with a shared --storage (postgresql://...) and
+    MLFLOW_TRACKING_URI adds workers to it: they split the --n-trials between them.
     """
     # One "Warning: trial N failed: ..." line per failed trial instead of Optuna's
     # tracebacks; the error is also kept in the trial and its MLflow run.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
-    logging.getLogger("rectune").addHandler(handler)
+    handler.setFormatter(_LevelPrefix())
+    logger = logging.getLogger("rectune")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     config = TuningConfig(
         model=model,
         dataset=dataset,
@@ -204,6 +232,7 @@ def main(
         study_name=study_name,
         storage=storage,
         n_jobs=n_jobs,
+        heartbeat=heartbeat,
         seed=seed,
         device=device,
         cv_folds=cv_folds,
@@ -222,8 +251,8 @@ def main(
         f"Study {result.study.study_name}: {ran} "
         f"trials this run ({counts['complete']} complete, {counts['reused']} of them "
         f"reused, {counts['pruned']} pruned, {counts['failed']} failed); "
-        f"{counts['study_total']} in the study"
-        + (f", {result.resumed_trials} from earlier runs" if result.resumed_trials else "")
+        f"{counts['study_finished']} of {config.n_trials} finished in the study"
+        + (f", {result.resumed_trials} trials from earlier runs" if result.resumed_trials else "")
     )
     for note in result.notes:
         click.echo(f"  note: {note}")

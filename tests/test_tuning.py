@@ -117,7 +117,7 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     best = [r for r in runs if r.data.tags.get("best_trial") == "true"]
     assert len(best) == 1 and tags["best_run_id"] == best[0].info.run_id
     assert parent.data.metrics["best_precision_at_10"] == pytest.approx(result.study.best_value)
-    assert parent.data.params["best_factors"] == str(result.best_params["factors"])
+    assert tags["best_factors"] == str(result.best_params["factors"])
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"search_space", "plots", "report", "importance.json", "summary.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
@@ -150,10 +150,14 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
         return fit_model(model, train, callback=callback)
 
     always_prune = optuna.pruners.ThresholdPruner(lower=1.0)  # P@10 is never 1
+    # The grid has 4 points with 8 factors (pruned) and 4 with 16 (failed): failed
+    # trials do not count towards --n-trials, so the study runs until 4 are pruned.
     result = tune(n_trials=4, sampler="grid", pruner=always_prune, fit=fit)
     states = {t.number: t.state.name for t in result.study.trials}
     runs = {int(r.data.tags["trial_number"]): r for r in children(result)}
-    assert sorted(states.values()) == ["FAIL", "FAIL", "PRUNED", "PRUNED"]
+    failed = list(states.values()).count("FAIL")
+    assert list(states.values()).count("PRUNED") == 4 and 1 <= failed <= 4
+    assert len(states) == 4 + failed
     for number, state in states.items():
         run = runs[number]
         trial = result.study.trials[number]
@@ -163,18 +167,43 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
             assert run.info.status == "FAILED"
             assert run.data.tags["error"] == "RuntimeError: boom"
             assert trial.user_attrs["error"] == "RuntimeError: boom"
-    assert result.counts == {"complete": 0, "reused": 0, "pruned": 2, "failed": 2, "study_total": 4}
+    assert result.counts == {
+        "complete": 0,
+        "reused": 0,
+        "pruned": 4,
+        "failed": failed,
+        "study_finished": 4,
+        "study_total": 4 + failed,
+    }
     assert result.best_params is None
     assert not (result.config.output).exists()
 
 
-def test_resuming_adds_trials_without_losing_any(tune):
+def test_failing_trials_stop_after_as_many_failures_as_trials_asked_for(tune):
+    def fit(model, train, callback=None):
+        raise RuntimeError("boom")
+
+    result = tune(n_trials=3, fit=fit)
+    assert [t.state.name for t in result.study.trials] == ["FAIL"] * 3
+    assert "stopped after 3 failed trials" in result.notes
+
+
+def test_resuming_runs_only_the_missing_trials_under_the_same_parent(tune):
     first = tune(n_trials=3, study_name="resume")
     before = trial_table(first.study)
-    second = tune(n_trials=2, study_name="resume")
-    assert second.resumed_trials == 3 and len(second.study.trials) == 5
-    assert trial_table(second.study)[:3] == before
-    assert second.parent_run_id != first.parent_run_id
+    again = tune(n_trials=3, study_name="resume")
+    assert again.resumed_trials == 3 and len(again.study.trials) == 3
+    assert again.counts["complete"] == 0 and again.best_params == first.best_params
+    grown = tune(n_trials=5, study_name="resume")
+    assert grown.resumed_trials == 3 and len(grown.study.trials) == 5
+    assert trial_table(grown.study)[:3] == before
+    assert first.parent_run_id == again.parent_run_id == grown.parent_run_id
+    assert [int(r.data.tags["trial_number"]) for r in children(grown)] == [0, 1, 2, 3, 4]
+    parent = MlflowClient().get_run(grown.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_finished"] == 5
+    assert parent.data.params["n_trials"] == "3"  # params keep the study's first settings
+    assert "run 3 to join this study: its sampler is seeded with 44" in grown.notes
 
 
 def test_tuning_bpr_keeps_the_als_entry(tune, tmp_path):

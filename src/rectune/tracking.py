@@ -118,6 +118,9 @@ class Tracker:
     """
 
     def __init__(self, experiment_name: str | None, *, default: str = "rectune") -> None:
+        # With a tracking server MLflow prints a "View run" link whenever a run ends;
+        # the scripts print one summary instead.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient()
         self.uri = tracking_uri()
         self.pipeline_run = None
@@ -130,17 +133,25 @@ class Tracker:
                 self.experiment_name = self.client.get_experiment(self.experiment_id).name
                 return
             self.experiment_name = experiment_name or default
-            experiment = self.client.get_experiment_by_name(self.experiment_name)
-            self.experiment_id = (
-                experiment.experiment_id
-                if experiment is not None
-                else self.client.create_experiment(self.experiment_name)
-            )
+            self.experiment_id = self._find_or_create_experiment(self.experiment_name)
         except MlflowException as err:
             raise ConfigError(
                 f"cannot use MLflow tracking store {redact_url(self.uri)}: "
                 f"{redact_text(str(err).splitlines()[0])}"
             ) from err
+
+    def _find_or_create_experiment(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as err:
+            # Another worker created it between the lookup and the create.
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise err from None
+            return experiment.experiment_id
 
     def start_stage_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
         """Create a stage's top run: a child of the ``mlflow run`` pipeline run if any.
@@ -201,6 +212,18 @@ class Tracker:
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+    def run_in_experiment(self, run_id: str) -> bool:
+        """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a finished run RUNNING again (a resumed study's parent run)."""
+        self.client.update_run(run_id, status="RUNNING")
 
     def ui_hint(self) -> str:
         """How to look at this store's runs in a browser."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from rectune import __version__
+from rectune import __version__, studies
 from rectune._io import write_json_atomic
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
@@ -52,8 +52,16 @@ from rectune.models import (
 from rectune.processed import SplitDataset, load_dataset
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
+from rectune.studies import (
+    CONNECTION_ERRORS,
+    DEFAULT_HEARTBEAT,
+    StaleTrialHandler,
+    StorageUnavailableError,
+    StudyProgress,
+    same_database,
+)
 from rectune.tracking import Tracker, default_experiment, source_tags, tracking_uri
-from rectune.urls import redact_text, redact_url
+from rectune.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +71,8 @@ TUNING_METRICS = ("precision", "recall", "ndcg", "map")
 #: Objectives may also use these; ``fit_seconds`` is minimised, the rest maximised.
 OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
 FIT_SECONDS = "fit_seconds"
-#: Key in the study's user attributes describing what the study optimises.
-STUDY_ATTR = "rectune"
+#: Study user attribute mapping a tracking store (and experiment) to the parent run.
+PARENT_RUNS_ATTR = "mlflow_parent_runs"
 _OBJECTIVE = re.compile(r"^(?P<metric>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
 
 
@@ -110,7 +118,12 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
 
 @dataclass(frozen=True)
 class TuningConfig:
-    """Everything one tuning invocation needs; the CLI maps its options onto this."""
+    """Everything one tuning invocation needs; the CLI maps its options onto this.
+
+    ``n_trials`` is the size of the study, not of this invocation: workers (and re-runs
+    after a crash) run trials until the study holds ``n_trials`` finished (complete or
+    pruned) ones. ``None`` runs until ``timeout``.
+    """
 
     model: str
     dataset: str = "synthetic"
@@ -134,6 +147,7 @@ class TuningConfig:
     data_dir: Path = DATA_DIR
     checkpoints: int = 5
     show_progress: bool = True
+    heartbeat: int = DEFAULT_HEARTBEAT
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -159,6 +173,8 @@ class TuningConfig:
             raise ConfigError(f"cv_folds must be at least 1, got {self.cv_folds}")
         if self.checkpoints < 1:
             raise ConfigError(f"checkpoints must be at least 1, got {self.checkpoints}")
+        if self.heartbeat < 1:
+            raise ConfigError(f"heartbeat must be at least 1 second, got {self.heartbeat}")
 
     @property
     def resolved_objectives(self) -> tuple[Objective, ...]:
@@ -204,7 +220,7 @@ class TuningResult:
     experiment_name: str
     tracking_uri: str
     ui_hint: str
-    resumed_trials: int
+    resumed_trials: int = 0
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -277,74 +293,33 @@ def checkpoint_iterations(iterations: int, checkpoints: int) -> set[int]:
 # --------------------------------------------------------------------------- study
 
 
-def open_study(config: TuningConfig, space: SearchSpace, dataset: SplitDataset) -> optuna.Study:
-    """Create the study, or load it to resume; refuse one made for something else."""
+def open_study(
+    config: TuningConfig,
+    space: SearchSpace,
+    dataset: SplitDataset,
+    storage: optuna.storages.RDBStorage,
+) -> optuna.Study:
+    """Create the study in ``storage``, or load it to resume; refuse one made for another
+    model, objective, dataset or fold count."""
     objectives = config.resolved_objectives
-    description = {
-        "model": config.model,
-        "objectives": [o.name for o in objectives],
-        "dataset_fingerprint": dataset.fingerprint,
-        "cv_folds": config.cv_folds,
-    }
-    sampler = make_sampler(config.resolved_sampler, config.seed, space)
-    pruner = (
-        optuna.pruners.NopPruner()
-        if config.multi_objective
-        else make_pruner(config.pruner, _max_iterations(space))
+    return studies.open_study(
+        storage,
+        config.resolved_study_name,
+        description={
+            "model": config.model,
+            "objectives": [o.name for o in objectives],
+            "dataset_fingerprint": dataset.fingerprint,
+            "cv_folds": config.cv_folds,
+        },
+        search_space_fingerprint=space.fingerprint,
+        sampler=make_sampler(config.resolved_sampler, config.seed, space),
+        pruner=(
+            optuna.pruners.NopPruner()
+            if config.multi_objective
+            else make_pruner(config.pruner, _max_iterations(space))
+        ),
+        directions=[o.direction for o in objectives],
     )
-    storage = config.resolved_storage
-    if _same_database(storage, tracking_uri()):
-        raise ConfigError(
-            f"--storage {redact_url(storage)} is the MLflow tracking database; Optuna and "
-            "MLflow cannot share one database (both keep alembic tables): give Optuna its "
-            "own, e.g. sqlite:///models/optuna.db"
-        )
-    try:
-        if storage.startswith("sqlite:///"):
-            Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(
-            storage=storage,
-            study_name=config.resolved_study_name,
-            sampler=sampler,
-            pruner=pruner,
-            directions=[o.direction for o in objectives],
-            load_if_exists=True,
-        )
-    except Exception as err:  # SQLAlchemy/driver errors: unreachable or invalid storage
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(
-            f"cannot open Optuna storage {redact_url(storage)}: "
-            + redact_text(
-                str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            )
-        ) from err
-    existing = study.user_attrs.get(STUDY_ATTR)
-    if existing is None:
-        study.set_user_attr(
-            STUDY_ATTR,
-            {
-                **description,
-                "search_space": space.fingerprint,
-                "created_by": f"rectune {__version__}",
-            },
-        )
-    else:
-        for key, value in description.items():
-            if existing.get(key) != value:
-                raise ConfigError(
-                    f"study {config.resolved_study_name!r} in {redact_url(storage)} was "
-                    f"created with {key}={existing.get(key)!r}, not {value!r}; pick another "
-                    "--study-name to start a new study"
-                )
-    return study
-
-
-def _same_database(a: str, b: str) -> bool:
-    """Whether two SQLAlchemy-style URLs name the same database (SQLite by file)."""
-    if a.startswith("sqlite:///") and b.startswith("sqlite:///"):
-        return Path(a[len("sqlite:///") :]).resolve() == Path(b[len("sqlite:///") :]).resolve()
-    return a.split("?")[0] == b.split("?")[0]
 
 
 def _same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -377,6 +352,10 @@ def find_completed(
 # --------------------------------------------------------------------------- objective
 
 
+class SurplusTrial(Exception):
+    """A trial created after the study already had its requested number of trials."""
+
+
 class TrialRunner:
     """The Optuna objective: fit, evaluate, report, log one child run per trial."""
 
@@ -391,6 +370,12 @@ class TrialRunner:
         fit: Callable[..., Any] = fit_model,
     ) -> None:
         self.config = config
+        #: Numbers of the trials this worker ran, and of those it found surplus.
+        self.ran: list[int] = []
+        self.surplus: list[int] = []
+        self.failed = 0
+        #: Trials of dead workers this worker failed for lack of heartbeats.
+        self.stale: list[int] = []
         self.space = space
         self.tracker = tracker
         self.parent_id = parent_id
@@ -409,6 +394,15 @@ class TrialRunner:
             self.folds = [(dataset.train_val, dataset.validation)]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        target = self.config.n_trials
+        if target is not None and studies.trials_ahead(trial.study, trial.number) >= target:
+            # Another worker took the last trial the study needed while this one was
+            # being created: stop without a run, and let the study's count decide.
+            self.surplus.append(trial.number)
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise SurplusTrial(f"the study already has {target} trials")
+        self.ran.append(trial.number)
         params = self.space.suggest(trial)
         run_id = self.tracker.start_run(
             f"trial-{trial.number}",
@@ -432,17 +426,37 @@ class TrialRunner:
             self.tracker.end_run(run_id, "FINISHED")
             raise
         except Exception as err:
+            self.failed += 1
             message = f"{type(err).__name__}: {err}"
-            trial.set_user_attr("error", message)
             log.warning("trial %d failed: %s", trial.number, message)
             self.tracker.set_tags(run_id, {"error": message, "state": "FAIL"})
             self.tracker.end_run(run_id, "FAILED")
+            trial.set_user_attr("error", message)
             raise
         except BaseException:  # Ctrl-C: the run did not fail, it was stopped
             trial.set_user_attr("error", "interrupted")
             self.tracker.set_tags(run_id, {"error": "interrupted", "state": "FAIL"})
             self.tracker.end_run(run_id, "KILLED")
             raise
+
+    def end_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
+        """End the MLflow run of a trial whose worker stopped sending heartbeats."""
+        self.stale.append(trial.number)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            return
+        try:
+            self.tracker.set_tags(
+                run_id,
+                {
+                    "state": "FAIL",
+                    "error": "its worker stopped sending heartbeats (killed, or cut off "
+                    "from the Optuna storage); the parameters are queued once more",
+                },
+            )
+            self.tracker.end_run(run_id, "KILLED")
+        except Exception as err:  # the trial is failed in Optuna either way
+            log.warning("could not end the MLflow run of stale trial %d: %s", trial.number, err)
 
     def _reuse(
         self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial, run_id: str
@@ -665,10 +679,12 @@ def run_tuning(
     pruner: optuna.pruners.BasePruner | None = None,
     fit: Callable[..., Any] = fit_model,
 ) -> TuningResult:
-    """Run (or resume) a study; log it to MLflow; write the best parameters.
+    """Run (or resume, or join) a study; log it to MLflow; write the best parameters.
 
-    ``pruner`` overrides the configured one and ``fit`` the fitting function; both are
-    for tests and for library users with their own.
+    Any number of processes may run this on one study in a shared storage: each runs
+    trials until the study holds ``config.n_trials`` finished ones, all logged under
+    one MLflow parent run. ``pruner`` overrides the configured one and ``fit`` the
+    fitting function; both are for tests and for library users with their own.
     """
     from rectune import reports
 
@@ -685,7 +701,9 @@ def run_tuning(
             f"dataset {config.dataset!r} has an empty validation split; "
             "re-split it with a larger --validation-fraction"
         )
-    study = open_study(config, space, dataset)
+    on_stale = StaleTrialHandler()
+    storage = _make_storage(config, on_stale)
+    study = open_study(config, space, dataset, storage)
     if pruner is not None:
         study.pruner = pruner
     resumed = len(study.trials)
@@ -703,39 +721,15 @@ def run_tuning(
     if config.multi_objective and config.pruner != "none":
         notes.append("pruning is off: Optuna does not prune multi-objective studies")
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    tags = {
-        "model": config.model,
-        "dataset": config.dataset,
-        "dataset_fingerprint": dataset.fingerprint,
-        "study_name": study.study_name,
-        "sampler": config.resolved_sampler,
-        "pruner": "none" if config.multi_objective else config.pruner,
-        "seed": config.seed,
-        "optuna_storage": redact_url(config.resolved_storage),
-        "objectives": ",".join(o.name for o in config.resolved_objectives),
-        "search_space": space.source,
-        "role": "tuning-parent",
-    }
-    tags.update(source_tags())
-    parent_id = tracker.start_stage_run(study.study_name, tags=tags)
-    tracker.log(
-        parent_id,
-        params={
-            "model": config.model,
-            "dataset": config.dataset,
-            "n_trials": config.n_trials,
-            "timeout": config.timeout,
-            "k": config.k,
-            "metric": config.metric,
-            "cv_folds": config.cv_folds,
-            "n_jobs": config.n_jobs,
-            "device": config.device,
-            "seed": config.seed,
-            "search_space_fingerprint": space.fingerprint,
-            "resumed_trials": resumed,
-        },
-    )
-    tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
+    parent_id, worker = _join_study(study, storage, config, tracker, space, dataset)
+    if worker:
+        # Workers after the first sample from their own seed, so they do not all try
+        # the same parameters; the first worker of a study keeps --seed's sequence.
+        study.sampler = make_sampler(config.resolved_sampler, config.seed + worker, space)
+        notes.append(
+            f"run {worker + 1} to join this study: its sampler is seeded with "
+            f"{config.seed + worker}"
+        )
     status = "FAILED"
     interrupted = False
     try:
@@ -743,23 +737,23 @@ def run_tuning(
             queued = _warm_start(study, config, space)
             notes.append(f"warm start: {queued} parameter set(s) enqueued")
         runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit)
+        on_stale.on_stale.append(runner.end_stale_run)
         try:
             with _quiet_optuna():
-                study.optimize(
-                    runner,
-                    n_trials=config.n_trials,
-                    timeout=config.timeout,
-                    n_jobs=config.n_jobs,
-                    catch=(Exception,),
-                    show_progress_bar=config.show_progress,
-                )
+                _optimize(study, storage, runner, config, notes)
         except KeyboardInterrupt:
             # Keep what finished: write the best so far and the report, then stop.
             interrupted = True
             notes.append("interrupted: the trials finished so far are kept and reported")
+        if runner.stale:
+            notes.append(
+                f"trial(s) {', '.join(map(str, runner.stale))} had stopped sending heartbeats "
+                "(a worker died): marked failed, their parameters queued once more"
+            )
         result = _finish(
-            study, config, tracker, parent_id, dataset, space, started, resumed, notes, reports
+            study, config, tracker, parent_id, dataset, space, started, runner, notes, reports
         )
+        result.resumed_trials = resumed
         result.interrupted = interrupted
         status = "KILLED" if interrupted else "FINISHED"
         return result
@@ -768,6 +762,178 @@ def run_tuning(
         raise
     finally:
         tracker.end_run(parent_id, status)
+
+
+def _make_storage(config: TuningConfig, on_stale: StaleTrialHandler) -> optuna.storages.RDBStorage:
+    url = config.resolved_storage
+    if same_database(url, tracking_uri()):
+        raise ConfigError(
+            f"--storage {redact_url(url)} is the MLflow tracking database; Optuna and "
+            "MLflow cannot share one database (both keep alembic tables): give Optuna its "
+            "own, e.g. sqlite:///models/optuna.db"
+        )
+    return studies.make_storage(url, config.heartbeat, on_stale)
+
+
+def _join_study(
+    study: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    config: TuningConfig,
+    tracker: Tracker,
+    space: SearchSpace,
+    dataset: SplitDataset,
+) -> tuple[str, int]:
+    """Find or create the study's MLflow parent run; number this worker.
+
+    Both happen under a lock held in the storage, so workers starting together agree
+    on one parent run. The parent is kept per tracking store, experiment and ``mlflow
+    run`` pipeline run (user attribute ``mlflow_parent_runs``); a resumed study reopens
+    it. Returns the parent run's id and how many workers joined the study before.
+    """
+    pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
+    key = f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
+    with studies.study_lock(storage, f"rectune/{study.study_name}"):
+        worker = int(study.user_attrs.get("workers_joined", 0))
+        study.set_user_attr("workers_joined", worker + 1)
+        parents = dict(study.user_attrs.get(PARENT_RUNS_ATTR, {}))
+        parent_id = parents.get(key)
+        if parent_id and tracker.run_in_experiment(parent_id):
+            tracker.reopen_run(parent_id)
+            return parent_id, worker
+        tags = {
+            "model": config.model,
+            "dataset": config.dataset,
+            "dataset_fingerprint": dataset.fingerprint,
+            "study_name": study.study_name,
+            "sampler": config.resolved_sampler,
+            "pruner": "none" if config.multi_objective else config.pruner,
+            "seed": config.seed,
+            "optuna_storage": redact_url(config.resolved_storage),
+            "objectives": ",".join(o.name for o in config.resolved_objectives),
+            "search_space": space.source,
+            "role": "tuning-parent",
+            **source_tags(),
+        }
+        parent_id = tracker.start_stage_run(study.study_name, tags=tags)
+        tracker.log(
+            parent_id,
+            params={
+                "model": config.model,
+                "dataset": config.dataset,
+                "n_trials": config.n_trials,
+                "timeout": config.timeout,
+                "k": config.k,
+                "metric": config.metric,
+                "cv_folds": config.cv_folds,
+                "n_jobs": config.n_jobs,
+                "device": config.device,
+                "seed": config.seed,
+                "search_space_fingerprint": space.fingerprint,
+            },
+        )
+        tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
+        parents[key] = parent_id
+        study.set_user_attr(PARENT_RUNS_ATTR, parents)
+    return parent_id, worker
+
+
+#: Seconds between looks at a study whose last trials other workers are running.
+POLL_SECONDS = 2.0
+#: Waits before each retry after losing the Optuna storage (about 30 s in all).
+STORAGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _stop_when_spoken_for(target: int) -> Callable[[optuna.Study, Any], None]:
+    """A callback that stops starting trials once finished and running ones (of every
+    worker) make ``target``; the rest of the study is left to the workers running it."""
+
+    def callback(study: optuna.Study, _trial: Any) -> None:
+        progress = StudyProgress.of(study)
+        if progress.finished + progress.running >= target:
+            study.stop()
+
+    return callback
+
+
+def _optimize(
+    study: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    runner: TrialRunner,
+    config: TuningConfig,
+    notes: list[str],
+) -> None:
+    """Run trials until the study holds ``config.n_trials`` finished ones.
+
+    Trials other workers are running count as on their way; this worker waits for them
+    (a dead worker's trial goes stale after its grace period, is failed and queued once
+    more, and then run here). The loop also stops at the timeout, when the grid is used
+    up, and after as many failed trials as were asked for (a broken setup should not
+    spin). A lost storage connection is retried with backoff, then reported.
+    """
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    target = config.n_trials
+    retries = 0
+    waiting_noted = False
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        try:
+            studies.fail_stale_trials(study)
+            progress = StudyProgress.of(study)
+            missing = None
+            if target is not None:
+                if progress.finished >= target:
+                    return
+                missing = target - progress.finished - progress.running
+                if missing <= 0:
+                    if not waiting_noted:
+                        log.info("waiting for %d trial(s) of other workers", progress.running)
+                        waiting_noted = True
+                    time.sleep(POLL_SECONDS if remaining is None else min(POLL_SECONDS, remaining))
+                    continue
+                if runner.failed >= target:
+                    notes.append(f"stopped after {runner.failed} failed trials")
+                    return
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and (
+                study.sampler.is_exhausted(study)
+            ):
+                return
+            attempted = len(runner.ran) + len(runner.surplus)
+            study.optimize(
+                runner,
+                n_trials=missing,
+                timeout=remaining,
+                n_jobs=config.n_jobs,
+                catch=(Exception,),
+                callbacks=[_stop_when_spoken_for(target)] if target is not None else None,
+                show_progress_bar=config.show_progress,
+            )
+            retries = 0
+            if target is None or len(runner.ran) + len(runner.surplus) == attempted:
+                return  # the timeout, or a sampler that stopped the study
+        except CONNECTION_ERRORS as err:
+            # Optuna wraps the driver's error in a generic one; the driver's says more.
+            cause = studies.first_line(err.__cause__ or err)
+            shown = redact_url(config.resolved_storage)
+            if retries == len(STORAGE_RETRY_DELAYS):
+                raise StorageUnavailableError(
+                    f"lost the Optuna storage {shown} ({cause}) and "
+                    f"{retries} retries over {sum(STORAGE_RETRY_DELAYS):g} s did not bring "
+                    "it back; finished trials are kept: run the same command to resume"
+                ) from err
+            storage.remove_session()  # its transaction died with the connection
+            delay = STORAGE_RETRY_DELAYS[retries]
+            retries += 1
+            log.warning(
+                "lost the Optuna storage %s (%s); retry %d of %d in %g s",
+                shown,
+                cause,
+                retries,
+                len(STORAGE_RETRY_DELAYS),
+                delay,
+            )
+            time.sleep(delay)
 
 
 @contextlib.contextmanager
@@ -796,18 +962,19 @@ def _best_trial(study: optuna.Study, multi: bool) -> optuna.trial.FrozenTrial | 
 
 
 def _finish(
-    study, config, tracker, parent_id, dataset, space, started, resumed, notes, reports
+    study, config, tracker, parent_id, dataset, space, started, runner, notes, reports
 ) -> TuningResult:
     states = optuna.trial.TrialState
-    this_run = study.trials[resumed:]
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    mine = [by_number[n] for n in runner.ran if n in by_number]
     counts = {
-        "complete": sum(t.state == states.COMPLETE for t in this_run),
-        "reused": sum(
-            t.state == states.COMPLETE and "reused_from" in t.user_attrs for t in this_run
-        ),
-        "pruned": sum(t.state == states.PRUNED for t in this_run),
-        "failed": sum(t.state == states.FAIL for t in this_run),
-        "study_total": len(study.trials),
+        "complete": sum(t.state == states.COMPLETE for t in mine),
+        "reused": sum(t.state == states.COMPLETE and "reused_from" in t.user_attrs for t in mine),
+        "pruned": sum(t.state == states.PRUNED for t in mine),
+        "failed": sum(t.state == states.FAIL for t in mine),
+        "study_finished": sum(t.state in studies.FINISHED for t in trials),
+        "study_total": len(trials),
     }
     best = _best_trial(study, config.multi_objective)
     objectives = config.resolved_objectives
@@ -823,11 +990,15 @@ def _finish(
                 tracker.set_tags(previous, {"best_trial": "false"})
             tracker.set_tags(best_run, {"best_trial": "true"})
             study.set_user_attr("best_run_id", best_run)
+        # Tags, not params: a resumed or shared study's best may change (params cannot).
         tracker.log(
             parent_id,
-            params={f"best_{name}": value for name, value in best_params.items()},
             metrics={f"best_{name}": value for name, value in best_values.items()},
-            tags={"best_run_id": best_run or "", "best_trial_number": best.number},
+            tags={
+                **{f"best_{name}": value for name, value in best_params.items()},
+                "best_run_id": best_run or "",
+                "best_trial_number": best.number,
+            },
         )
         write_best_hyperparameters(
             config.output,
@@ -850,7 +1021,16 @@ def _finish(
                 "rectune_version": __version__,
             },
         )
-    tracker.log(parent_id, metrics={f"trials_{k}": v for k, v in counts.items()})
+    tracker.log(
+        parent_id,
+        metrics={
+            "trials_total": counts["study_total"],
+            "trials_finished": counts["study_finished"],
+            "trials_failed": sum(
+                t.state == states.FAIL and not t.user_attrs.get("surplus") for t in trials
+            ),
+        },
+    )
     wall = time.perf_counter() - started
     summary = {
         "study": study.study_name,
@@ -882,7 +1062,6 @@ def _finish(
         experiment_name=tracker.experiment_name,
         tracking_uri=redact_url(tracker.uri),
         ui_hint=tracker.ui_hint(),
-        resumed_trials=resumed,
         notes=notes,
     )
 

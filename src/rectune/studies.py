@@ -1,0 +1,283 @@
+"""Optuna storage for studies that several workers share, and that survive crashes.
+
+* Storages are Optuna's RDB storage (SQLite for one machine, PostgreSQL or MySQL for
+  several) with **heartbeats**: a running trial whose worker stops beating for
+  ``grace_period`` seconds (killed, or cut off from the database) is marked FAIL by the
+  next worker that looks, and its parameters are queued to run once more.
+* :func:`study_lock` is a lock across processes and machines, held in the storage itself
+  (a PostgreSQL or MySQL advisory lock, a file lock beside a SQLite file). Workers take
+  it to find or create the study's MLflow parent run, so two never make two parents.
+* :class:`StudyProgress` counts a study's trials by state; workers stop when the study
+  holds the requested number of finished (complete or pruned) trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+from rectune import __version__
+from rectune.errors import ConfigError, RectuneError
+from rectune.urls import redact_text, redact_url
+
+#: Key in the study's user attributes describing what the study optimises.
+STUDY_ATTR = "rectune"
+#: Seconds between a running trial's heartbeats; a trial is stale after GRACE_FACTOR of them.
+DEFAULT_HEARTBEAT = 10
+GRACE_FACTOR = 3
+#: Errors meaning the storage could not be reached (as opposed to bad input).
+CONNECTION_ERRORS = (
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_CREATE_ATTEMPTS = 5
+
+
+class StorageUnavailableError(RectuneError):
+    """The Optuna storage stopped answering and retries did not bring it back."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (``None`` for other URLs)."""
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two SQLAlchemy-style URLs name the same database (SQLite by file)."""
+    path_a, path_b = sqlite_path(a), sqlite_path(b)
+    if path_a is not None and path_b is not None:
+        return path_a.resolve() == path_b.resolve()
+    return a.split("?")[0] == b.split("?")[0]
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line with any password in it redacted."""
+    text = str(err).strip()
+    return redact_text(text.splitlines()[0] if text else type(err).__name__)
+
+
+class StaleTrialHandler:
+    """Called by Optuna for each trial it fails for lack of heartbeats.
+
+    ``on_stale`` hooks run first (the tuner ends the trial's MLflow run there); then the
+    trial's parameters are queued again, once (:class:`optuna.storages.
+    RetryHeartbeatStaleTrialCallback` with ``max_retry=1``).
+    """
+
+    def __init__(self) -> None:
+        self.on_stale: list[Callable[[FrozenTrial], None]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        for hook in self.on_stale:
+            hook(trial)
+        self._retry(study, trial)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if sqlite_path(url) is not None:
+        # Two local processes (ALS and BPR tuned at once) take turns writing SQLite;
+        # wait for the other's write instead of failing with "database is locked".
+        return {"connect_args": {"timeout": 60}}
+    # Connections a restarted database dropped are replaced, not used and failed.
+    return {"pool_pre_ping": True}
+
+
+def make_storage(
+    url: str, heartbeat: int = DEFAULT_HEARTBEAT, on_stale: StaleTrialHandler | None = None
+) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats (stale after ``GRACE_FACTOR * heartbeat`` seconds).
+
+    Raises
+    ------
+    ConfigError
+        When the URL is not a database URL, its driver is missing, or the database
+        cannot be reached; the message has any password redacted.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                # heartbeat_interval is marked experimental; stable since Optuna 2.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat,
+                    grace_period=GRACE_FACTOR * heartbeat,
+                    heartbeat_stale_trial_callback=on_stale or StaleTrialHandler(),
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+            # Workers starting together on an empty database race to create Optuna's
+            # tables; the loser finds them made once the winner commits.
+            error: Exception = err
+            if attempt < _CREATE_ATTEMPTS:
+                time.sleep(0.2 + random.random())
+        except Exception as err:  # SQLAlchemy, driver and URL errors
+            error = err
+            break
+    shown = redact_url(url)
+    raise ConfigError(f"cannot open Optuna storage {shown}: {first_line(error)}") from error
+
+
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    *,
+    description: dict[str, Any],
+    search_space_fingerprint: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    directions: list[str],
+) -> optuna.Study:
+    """Create the study, or load it to resume; refuse one made for something else.
+
+    ``description`` (model, objectives, dataset fingerprint, ...) is stored with a new
+    study; an existing study with a different one is refused, naming the difference.
+    """
+    shown = redact_url(storage.url)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
+        existing = study.user_attrs.get(STUDY_ATTR)
+        if existing is None:
+            study.set_user_attr(
+                STUDY_ATTR,
+                {
+                    **description,
+                    "search_space": search_space_fingerprint,
+                    "created_by": f"rectune {__version__}",
+                },
+            )
+    except ValueError as err:  # a study of this name with other directions
+        raise ConfigError(f"study {name!r} in {shown}: {first_line(err)}") from err
+    except Exception as err:
+        raise ConfigError(f"cannot open Optuna storage {shown}: {first_line(err)}") from err
+    if existing is not None:
+        for key, value in description.items():
+            if existing.get(key) != value:
+                raise ConfigError(
+                    f"study {name!r} in {shown} was created with {key}={existing.get(key)!r}, "
+                    f"not {value!r}; pick another --study-name to start a new study"
+                )
+    return study
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit key for an advisory lock named ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, name: str) -> Iterator[None]:
+    """Hold a lock named ``name`` across every process using ``storage``.
+
+    PostgreSQL: a session advisory lock; MySQL: ``GET_LOCK``; SQLite: an exclusive
+    ``flock`` on a file beside the database (SQLite studies share one machine).
+    """
+    dialect = storage.engine.dialect.name
+    path = sqlite_path(storage.url)
+    if dialect == "sqlite" and path is not None:
+        with open(path.with_name(path.name + ".lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if dialect not in ("postgresql", "mysql", "mariadb"):
+        yield  # an in-memory SQLite database lives in this process only
+        return
+    with storage.engine.connect() as connection:
+        if dialect == "postgresql":
+            key = _lock_key(name)
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key}
+        else:
+            lock_name = f"rectune-{_lock_key(name):x}"[:64]
+            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), {"name": lock_name})
+            release = sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name}
+        try:
+            yield
+        finally:
+            # Closing the connection would release it too; say so explicitly.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                connection.execute(*release)
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """How many of a study's trials are in each state."""
+
+    finished: int
+    running: int
+    waiting: int
+    failed: int
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyProgress:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        return cls(
+            finished=sum(s in FINISHED for s in states),
+            running=states.count(TrialState.RUNNING),
+            waiting=states.count(TrialState.WAITING),
+            failed=states.count(TrialState.FAIL),
+        )
+
+
+def trials_ahead(study: optuna.Study, number: int) -> int:
+    """Trials numbered below ``number`` that finished, run or wait to run.
+
+    Trial numbers are handed out one at a time under a lock on the study's row, so this
+    count orders the trials of every worker: a trial with ``n_trials`` ahead of it is
+    surplus.
+    """
+    keep = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+    return sum(t.number < number and t.state in keep for t in study.get_trials(deepcopy=False))
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Mark trials whose workers stopped sending heartbeats FAIL (and retry them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "DEFAULT_HEARTBEAT",
+    "STUDY_ATTR",
+    "StaleTrialHandler",
+    "StorageUnavailableError",
+    "StudyProgress",
+    "fail_stale_trials",
+    "make_storage",
+    "open_study",
+    "same_database",
+    "study_lock",
+    "trials_ahead",
+]
