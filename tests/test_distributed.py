@@ -1,0 +1,338 @@
+"""Distributed tuning against the real PostgreSQL on 127.0.0.1:5432.
+
+Workers are separate processes of ``src/hyperparameter_tuning.py`` sharing one Optuna
+study on PostgreSQL and one MLflow tracking server backed by PostgreSQL. Each test gets
+its own Optuna database (the tracking server's database is the module's own); all are
+dropped afterwards. Without PostgreSQL these tests fail; they never skip.
+"""
+
+import json
+import multiprocessing
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlflow_helpers import clean_env, mlflow_server
+from pg_helpers import CuttableProxy, database_url, fresh_database, query
+from rectune import tuning
+from rectune.tuning import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
+
+SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
+SECRET = "s3cret-Pw"
+FAST_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  regularization: {type: float, low: 0.01, high: 10, log: true}
+  iterations: 4
+"""
+FAST_BPR = """model: bpr
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  learning_rate: {type: float, low: 0.005, high: 0.1, log: true}
+  iterations: 4
+"""
+# About a second or more per trial: long enough to kill a worker in the middle of one.
+SLOW_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [96, 128]}
+  regularization: {type: float, low: 0.01, high: 10, log: true}
+  iterations: 25
+"""
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """``mlflow server`` on a PostgreSQL database of its own, as the README starts it."""
+    folder = tmp_path_factory.mktemp("mlflow-postgres")
+    with (
+        fresh_database("mlflow") as name,
+        mlflow_server(database_url(name), folder / "artifacts", folder / "server.log") as url,
+    ):
+        yield url
+
+
+@pytest.fixture
+def optuna_db():
+    with fresh_database("optuna") as name:
+        yield name
+
+
+@pytest.fixture
+def workers(tmp_path, tracking_server, synthetic_dataset):
+    """Start tuning workers as subprocesses in ``tmp_path``."""
+    for name, text in (("fast", FAST_ALS), ("bpr", FAST_BPR), ("slow", SLOW_ALS)):
+        (tmp_path / f"{name}.yaml").write_text(text)
+    data_dir = synthetic_dataset.path.parent.parent
+    experiment = f"distributed-{tmp_path.name}"
+
+    def start(*args: str, output: str = "models/best_hyperparameters.json") -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--no-progress",
+                "--pruner",
+                "none",
+                "--data-dir",
+                str(data_dir),
+                "--output",
+                str(tmp_path / output),
+                "--experiment-name",
+                experiment,
+                *args,
+            ],
+            cwd=tmp_path,
+            env=clean_env(MLFLOW_TRACKING_URI=tracking_server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    start.experiment = experiment
+    return start
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def runs_of(tracking_server: str, experiment: str) -> list:
+    client = MlflowClient(tracking_uri=tracking_server)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], max_results=1000)
+
+
+def trial_states(db: str) -> dict[int, str]:
+    return dict(query(db, "SELECT number, state FROM trials ORDER BY number"))
+
+
+def trials_run_here(output: str) -> int:
+    match = re.search(r": (\d+) trials this run", output)
+    assert match, output
+    return int(match[1])
+
+
+def test_two_workers_share_one_study_and_one_parent_run(
+    workers, optuna_db, tracking_server, tmp_path
+):
+    storage = database_url(optuna_db, password=SECRET)
+    args = ("--model", "als", "--n-trials", "6", "--storage", storage, "--study-name", "shared")
+    processes = [
+        workers(*args, "--search-space", "slow.yaml", output=f"w{i}/best.json") for i in range(2)
+    ]
+    outputs = [finish(p) for p in processes]
+
+    states = trial_states(optuna_db)
+    assert list(states) == list(range(len(states)))  # one trial per number
+    complete = sorted(n for n, state in states.items() if state == "COMPLETE")
+    assert len(complete) == 6
+    surplus = query(
+        optuna_db,
+        "SELECT t.number FROM trials t JOIN trial_user_attributes a USING (trial_id) "
+        "WHERE a.key = 'surplus'",
+    )
+    # Anything else is a trial a worker created as the study filled up, and never ran.
+    assert {n for n, s in states.items() if s != "COMPLETE"} == {n for (n,) in surplus}
+    assert sorted(trials_run_here(out) for out in outputs)[0] >= 1  # both did work
+    assert sum(trials_run_here(out) for out in outputs) == 6
+
+    runs = runs_of(tracking_server, workers.experiment)
+    parents = [r for r in runs if r.data.tags.get("role") == "tuning-parent"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == len(runs) - 1  # no run outside the parent
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == complete
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_finished"] == 6
+
+    # The password reaches no output, no MLflow param or tag, and no written file.
+    assert all(SECRET not in out for out in outputs)
+    assert parent.data.tags["optuna_storage"] == database_url(optuna_db, password="***")
+    for run in runs:
+        assert SECRET not in json.dumps([run.data.params, run.data.tags])
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".html", ".log"):
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_a_killed_workers_trial_is_failed_and_retried_by_the_next(
+    workers, optuna_db, tracking_server
+):
+    args = (
+        "--model", "als", "--n-trials", "4", "--heartbeat", "1", "--search-space", "slow.yaml",
+        "--storage", database_url(optuna_db), "--study-name", "crash",
+    )  # fmt: skip
+    first = workers(*args)
+    running_with_a_run = (
+        "SELECT t.number FROM trials t JOIN trial_user_attributes a USING (trial_id) "
+        "WHERE t.state = 'RUNNING' AND a.key = 'mlflow_run_id'"
+    )
+    deadline = time.monotonic() + 120
+    while not (busy := _try_query(optuna_db, running_with_a_run)):
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "no trial started in 120 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    killed = busy[0][0]
+    assert trial_states(optuna_db)[killed] == "RUNNING"  # nobody is left to end it
+
+    output = finish(workers(*args))
+
+    states = trial_states(optuna_db)
+    assert states[killed] == "FAIL"
+    assert sum(state == "COMPLETE" for state in states.values()) == 4
+    retries = query(
+        optuna_db,
+        "SELECT t.number, t.state FROM trials t JOIN trial_system_attributes a "
+        f"USING (trial_id) WHERE a.key = 'failed_trial' AND a.value_json = '{killed}'",
+    )
+    assert len(retries) == 1 and retries[0][1] == "COMPLETE"  # retried once, with success
+    params = (
+        "SELECT param_name, param_value FROM trial_params p JOIN trials t USING (trial_id) "
+        "WHERE t.number = {} ORDER BY param_name"
+    )
+    assert query(optuna_db, params.format(retries[0][0])) == query(optuna_db, params.format(killed))
+    assert f"trial(s) {killed} had stopped sending heartbeats" in output
+
+    runs = runs_of(tracking_server, workers.experiment)
+    parents = [r for r in runs if r.data.tags.get("role") == "tuning-parent"]
+    assert len(parents) == 1  # the restarted worker reopened the parent
+    by_trial = {}
+    for run in runs:
+        if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id:
+            by_trial.setdefault(int(run.data.tags["trial_number"]), []).append(run)
+    assert all(len(found) == 1 for found in by_trial.values())
+    assert by_trial[killed][0].info.status == "KILLED"
+    assert by_trial[killed][0].data.tags["state"] == "FAIL"
+    finished = sorted(n for n, found in by_trial.items() if found[0].info.status == "FINISHED")
+    assert finished == sorted(n for n, state in states.items() if state == "COMPLETE")
+
+
+def _try_query(db: str, sql: str) -> list[tuple]:
+    try:
+        return query(db, sql)
+    except Exception:  # the tables do not exist until the first worker makes them
+        return []
+
+
+def test_concurrent_als_and_bpr_tuning_keep_both_entries(workers, tmp_path):
+    # Both on the default storage (one SQLite file beside the output) and one output file.
+    processes = [
+        workers("--model", model, "--n-trials", "3", "--search-space", space)
+        for model, space in (("als", "fast.yaml"), ("bpr", "bpr.yaml"))
+    ]
+    for process in processes:
+        finish(process)
+    document = read_best_hyperparameters(tmp_path / "models" / "best_hyperparameters.json")
+    assert set(document) == {"als", "bpr"}
+    assert document["als"]["iterations"] == document["bpr"]["iterations"] == 4
+
+
+def _write_many(output: str, model: str, times: int) -> None:
+    for i in range(times):
+        write_best_hyperparameters(Path(output), model, {"i": i}, {"i": i})
+
+
+def test_simultaneous_writers_never_lose_an_entry_or_leave_a_torn_file(tmp_path):
+    output = tmp_path / "best.json"
+    context = multiprocessing.get_context("spawn")
+    writers = [
+        context.Process(target=_write_many, args=(str(output), model, 150))
+        for model in ("als", "bpr")
+    ]
+    for writer in writers:
+        writer.start()
+    seen = set()
+    while any(w.is_alive() for w in writers):
+        if output.exists():
+            seen.add(tuple(sorted(json.loads(output.read_text()))))  # always whole JSON
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    assert json.loads(output.read_text()) == {"als": {"i": 149}, "bpr": {"i": 149}}
+    assert seen  # the reader saw the file while it was being rewritten
+
+
+def test_lost_connection_is_retried_then_reported(
+    tmp_path, monkeypatch, optuna_db, tracking_server, synthetic_dataset
+):
+    (tmp_path / "fast.yaml").write_text(FAST_ALS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    monkeypatch.setattr(tuning, "STORAGE_RETRY_DELAYS", (0.5, 0.5, 0.5, 0.5))
+    proxy = CuttableProxy()
+    config = TuningConfig(
+        model="als",
+        n_trials=12,
+        search_space=tmp_path / "fast.yaml",
+        storage=database_url(optuna_db, password=SECRET, port=proxy.port),
+        study_name="flaky",
+        pruner="none",
+        heartbeat=1,
+        data_dir=synthetic_dataset.path.parent.parent,
+        output=tmp_path / "best.json",
+        experiment_name=f"flaky-{tmp_path.name}",
+        show_progress=False,
+    )
+
+    # A short outage: the worker retries, reconnects and finishes the study.
+    cutter = threading.Thread(target=cut_after_three_trials, args=(optuna_db, proxy, 1.0))
+    cutter.start()
+    result = tuning.run_tuning(config)
+    cutter.join()
+    states = trial_states(optuna_db)
+    assert list(states) == list(range(len(states)))
+    complete = sorted(n for n, state in states.items() if state == "COMPLETE")
+    assert len(complete) == 12 and result.counts["study_finished"] == 12
+    children = [
+        r
+        for r in runs_of(tracking_server, config.experiment_name)
+        if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id
+    ]
+    # A trial cut off mid-way was failed and retried; none is recorded as done twice.
+    finished = sorted(
+        int(r.data.tags["trial_number"]) for r in children if r.info.status == "FINISHED"
+    )
+    assert finished == complete
+
+    # An outage that lasts: the worker gives up with one clear, redacted error.
+    with fresh_database("optuna") as second:
+        config = TuningConfig(
+            **{
+                **config.__dict__,
+                "storage": database_url(second, password=SECRET, port=proxy.port),
+                "n_trials": 50,
+            }
+        )
+        cutter = threading.Thread(target=cut_after_three_trials, args=(second, proxy, None))
+        cutter.start()
+        with pytest.raises(tuning.StorageUnavailableError) as caught:
+            tuning.run_tuning(config)
+        cutter.join()
+    message = str(caught.value)
+    assert "lost the Optuna storage postgresql://postgres:***@" in message
+    assert "4 retries" in message and "run the same command to resume" in message
+    assert SECRET not in message
+
+
+def cut_after_three_trials(db: str, proxy: CuttableProxy, restore_after: float | None) -> None:
+    """Cut the proxy once ``db``'s study has 3 complete trials; restore it later if asked."""
+    complete = "SELECT 1 FROM trials WHERE state = 'COMPLETE'"
+    while len(_try_query(db, complete)) < 3:
+        time.sleep(0.02)
+    proxy.cut()
+    if restore_after is not None:
+        time.sleep(restore_after)
+        proxy.restore()
