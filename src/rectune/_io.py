@@ -1,4 +1,4 @@
-"""Atomic, deterministic file writing and content hashing.
+"""Atomic, deterministic file writing, content hashing and file locks.
 
 Every file rectune writes goes through here: a temporary file in the destination folder
 is renamed over the target, so a crash never leaves a half-written result, and sparse
@@ -9,6 +9,7 @@ with the current time, so it is not).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -22,6 +23,24 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file that guards ``path``: ``path.lock`` beside it."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path.lock`` (across processes of one machine)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(path), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 # A fixed timestamp for zip members: the earliest a zip file can record.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -41,7 +41,6 @@ from rectune.tracking import (
     default_experiment,
     download_run_folder,
     mlflow_key,
-    source_tags,
 )
 
 DEFAULT_KS = (5, 10, 20)
@@ -258,7 +257,6 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     }
     if metadata.get("mlflow_run_id"):
         tags["rectune.training_run_id"] = metadata["mlflow_run_id"]
-    tags.update(source_tags())
     run_id = tracker.start_stage_run(f"evaluate-{model_name}", tags=tags)
     summary["mlflow_run_id"] = run_id
     try:

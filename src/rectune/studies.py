@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import random
 import time
@@ -29,6 +28,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
+from rectune._io import file_lock
 from rectune.errors import ConfigError, RectuneError
 from rectune.urls import redact_text, redact_url
 
@@ -202,12 +202,8 @@ def study_lock(storage: optuna.storages.RDBStorage, name: str) -> Iterator[None]
     dialect = storage.engine.dialect.name
     path = sqlite_path(storage.url)
     if dialect == "sqlite" and path is not None:
-        with open(path.with_name(path.name + ".lock"), "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(path):
+            yield
         return
     if dialect not in ("postgresql", "mysql", "mariadb"):
         yield  # an in-memory SQLite database lives in this process only
@@ -231,12 +227,10 @@ def study_lock(storage: optuna.storages.RDBStorage, name: str) -> Iterator[None]
 
 @dataclass(frozen=True)
 class StudyProgress:
-    """How many of a study's trials are in each state."""
+    """How many of a study's trials finished (complete or pruned) and are running."""
 
     finished: int
     running: int
-    waiting: int
-    failed: int
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyProgress:
@@ -244,8 +238,6 @@ class StudyProgress:
         return cls(
             finished=sum(s in FINISHED for s in states),
             running=states.count(TrialState.RUNNING),
-            waiting=states.count(TrialState.WAITING),
-            failed=states.count(TrialState.FAIL),
         )
 
 

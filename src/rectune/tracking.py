@@ -156,10 +156,11 @@ class Tracker:
     def start_stage_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
         """Create a stage's top run: a child of the ``mlflow run`` pipeline run if any.
 
-        The run is nested only when the pipeline run is in the same experiment (the UI
-        nests within one experiment); it is tagged with the pipeline run's id either way.
+        The run carries :func:`source_tags`. It is nested only when the pipeline run is
+        in the same experiment (the UI nests within one experiment); it is tagged with
+        the pipeline run's id either way.
         """
-        tags = dict(tags or {})
+        tags = {**(tags or {}), **source_tags()}
         parent_id = None
         if self.pipeline_run is not None:
             tags[PIPELINE_TAG] = self.pipeline_run.info.run_id

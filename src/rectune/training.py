@@ -32,7 +32,7 @@ from rectune.models import (
 )
 from rectune.processed import MODE_SPLITS, load_dataset
 from rectune.recommender import write_model_folder
-from rectune.tracking import Tracker, default_experiment, source_tags
+from rectune.tracking import Tracker, default_experiment
 from rectune.tuning import provenance_path, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
@@ -194,7 +194,6 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     }
     if tuned.get("parent_run_id"):
         tags["rectune.tuning_run_id"] = tuned["parent_run_id"]
-    tags.update(source_tags())
     run_id = tracker.start_stage_run(f"train-{config.model}-{config.mode}", tags=tags)
     try:
         metadata = {

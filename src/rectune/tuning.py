@@ -20,7 +20,6 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import json
 import logging
@@ -38,7 +37,7 @@ import numpy as np
 import optuna
 
 from rectune import __version__, studies
-from rectune._io import write_json_atomic
+from rectune._io import file_lock, lock_path, write_json_atomic
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
 from rectune.metrics import USER_METRICS, evaluate
@@ -60,7 +59,7 @@ from rectune.studies import (
     StudyProgress,
     same_database,
 )
-from rectune.tracking import Tracker, default_experiment, source_tags, tracking_uri
+from rectune.tracking import Tracker, default_experiment, tracking_uri
 from rectune.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -555,28 +554,12 @@ class TrialRunner:
 # --------------------------------------------------------------------------- results
 
 
-def _lock_path(output: Path) -> Path:
-    return output.with_name(output.name + ".lock")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path.lock`` for the body of the ``with``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(_lock_path(path), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _check_writable(output: Path) -> None:
     """Refuse an --output that cannot be written, before any trial runs."""
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(_lock_path(output), "a"):
+        with open(lock_path(output), "a"):
             pass
     except OSError as err:
         raise ConfigError(f"cannot write --output {output}: {err.strerror or err}") from err
@@ -620,7 +603,7 @@ def write_best_hyperparameters(
     so two tuning processes finishing together both keep their entries.
     """
     output = Path(output)
-    with _locked(output):
+    with file_lock(output):
         document = read_best_hyperparameters(output)
         document[model] = params
         write_json_atomic(output, document)
@@ -793,9 +776,10 @@ def _join_study(
     pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
     key = f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
     with studies.study_lock(storage, f"rectune/{study.study_name}"):
-        worker = int(study.user_attrs.get("workers_joined", 0))
+        attrs = study.user_attrs  # one read of the storage, under the lock
+        worker = int(attrs.get("workers_joined", 0))
         study.set_user_attr("workers_joined", worker + 1)
-        parents = dict(study.user_attrs.get(PARENT_RUNS_ATTR, {}))
+        parents = dict(attrs.get(PARENT_RUNS_ATTR, {}))
         parent_id = parents.get(key)
         if parent_id and tracker.run_in_experiment(parent_id):
             tracker.reopen_run(parent_id)
@@ -812,7 +796,6 @@ def _join_study(
             "objectives": ",".join(o.name for o in config.resolved_objectives),
             "search_space": space.source,
             "role": "tuning-parent",
-            **source_tags(),
         }
         parent_id = tracker.start_stage_run(study.study_name, tags=tags)
         tracker.log(
