@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from implicit.evaluation import ranking_metrics_at_k
 
 from rectune.errors import ConfigError
-from rectune.metrics import evaluate, top_k
+from rectune.metrics import Evaluator, evaluate, sample_users, top_k
 from rectune.models import build_model, fit_model
 
 
@@ -99,6 +101,37 @@ def test_top_k_handles_all_equal_scores_and_padding():
     assert top_k(scores, 6).tolist() == [[2, 0, -1, -1, -1, -1]]
 
 
+def full_sort_top_k(scores: np.ndarray, k: int) -> list[list[int]]:
+    """The definition: sort each row by (score desc, index asc), drop -inf, pad -1."""
+    ranked = []
+    for row in scores:
+        order = [int(i) for i in np.lexsort((np.arange(len(row)), -row)) if row[i] > -np.inf]
+        ranked.append((order + [-1] * k)[:k])
+    return ranked
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_cols=st.integers(1, 700),
+    k=st.integers(1, 40),
+    levels=st.integers(1, 6),
+    excluded=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_top_k_equals_a_full_sort(n_cols, k, levels, excluded, seed):
+    # Few distinct levels make many ties, at the cut-off too; -inf marks excluded items.
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, size=(5, n_cols)).astype(np.float32)
+    scores[rng.random(scores.shape) < excluded] = -np.inf
+    assert top_k(scores, k).tolist() == full_sort_top_k(scores, k)
+
+
+def test_top_k_on_continuous_scores_of_a_large_catalog():
+    scores = np.random.default_rng(0).normal(size=(40, 5000)).astype(np.float32)
+    scores[:, ::7] = -np.inf
+    assert top_k(scores, 25).tolist() == full_sort_top_k(scores, 25)
+
+
 def test_training_items_are_never_recommended():
     # The user trained on the two best items; the held-out item is third best.
     result = evaluate_scores([DESCENDING], [[0, 1]], [[2]], k=1)
@@ -182,3 +215,27 @@ def test_block_size_and_threads_do_not_change_results(fitted):
         assert np.array_equal(other.recommended, reference.recommended)
         for name, values in reference.per_user.items():
             assert np.array_equal(other.per_user[name], values), name
+
+
+def test_an_evaluator_reused_across_models_gives_what_fresh_evaluations_give(fitted):
+    model, ds = fitted
+    other = fit_model(build_model("als", {"factors": 8, "iterations": 3}, seed=5), ds.train)
+    evaluator = Evaluator(ds.train, ds.test, 10, block_size=50, num_threads=2)
+    for current in (model, other, model):
+        again = evaluator(current)
+        fresh = evaluate(current, ds.train, ds.test, 10)
+        assert np.array_equal(again.recommended, fresh.recommended)
+        assert again.means == fresh.means
+
+
+def test_sampled_users_are_seeded_have_held_out_items_and_cap_at_all():
+    test = csr([[1], [], [2], [0, 3], [], [4]], 5)
+    sample = sample_users(test, 2, seed=3)
+    assert len(sample) == 2 and set(sample) <= {0, 2, 3, 5}
+    assert sample.tolist() == sorted(sample.tolist())
+    assert np.array_equal(sample_users(test, 2, seed=3), sample)
+    draws = {tuple(sample_users(test, 2, seed=s)) for s in range(20)}
+    assert len(draws) > 1
+    assert sample_users(test, 10, seed=0).tolist() == [0, 2, 3, 5]
+    with pytest.raises(ConfigError, match="must be positive"):
+        sample_users(test, 0, seed=0)

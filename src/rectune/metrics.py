@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ METRICS = (*USER_METRICS, "coverage")
 
 # Cells (users x items) of float32 scores per block: ~16 MB per worker thread.
 _BLOCK_CELLS = 1 << 22
+# Widest chunk of items whose maximum :func:`top_k` takes.
+_MAX_CHUNK = 128
 
 
 def precision_at_k(hits: np.ndarray, k: int) -> np.ndarray:
@@ -204,35 +207,62 @@ def users_per_block(n_items: int) -> int:
     return max(1, _BLOCK_CELLS // max(n_items, 1))
 
 
+def chunk_width(n_items: int, k: int) -> int:
+    """Items per chunk in :func:`top_k`'s search: at most 128, and narrow enough that a
+    row has at least ``4 k`` chunks, so the k-th largest chunk maximum is a tight bound."""
+    return max(1, min(_MAX_CHUNK, n_items // (4 * k)))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores of each row, best first.
 
     Ties are broken by the lower column index. Entries of ``-inf`` (excluded items) are
     never returned: a row with fewer than ``k`` finite scores is padded with -1.
     """
+    scores = np.asarray(scores)
     n_rows, n_cols = scores.shape
-    k_eff = min(k, n_cols)
-    if k_eff < n_cols:
-        candidates = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    chunk = chunk_width(n_cols, k)
+    width = -(-n_cols // chunk) * chunk
+    if width != n_cols:
+        padded = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
+        padded[:, :n_cols] = scores
+        scores = padded
+    return _top_k_chunked(np.ascontiguousarray(scores), k, chunk)
+
+
+def _top_k_chunked(scores: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """:func:`top_k` of a C-contiguous array whose width is a multiple of ``chunk``.
+
+    A full sort or ``argpartition`` of every row costs several passes over the block;
+    this costs about one. The k-th largest of the row's chunk maxima is a lower bound of
+    its k-th largest score (the k largest maxima are k distinct scores at least that
+    high), so every item of the top k lies in a chunk whose maximum reaches the bound,
+    and at least that score. Only those few candidates are sorted, exactly, by (score
+    descending, index ascending), so ties are broken as a full sort would.
+    """
+    n_rows, width = scores.shape
+    n_chunks = width // chunk
+    by_chunk = scores.reshape(n_rows, n_chunks, chunk)
+    maxima = by_chunk.max(axis=2)
+    if k <= n_chunks:
+        bound = np.partition(maxima, n_chunks - k, axis=1)[:, n_chunks - k]
     else:
-        candidates = np.broadcast_to(np.arange(n_cols), scores.shape)
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-    # Order candidates by (score desc, index asc).
-    order = np.lexsort((candidates, -candidate_scores), axis=1)
-    ranked = np.take_along_axis(candidates, order, axis=1)
-    ranked_scores = np.take_along_axis(candidate_scores, order, axis=1)
-    if k_eff < n_cols:
-        # argpartition picks arbitrarily among items tied at the cut-off score. Rows where
-        # an unpicked item ties with the last picked one are re-ranked exactly.
-        cutoff = ranked_scores[:, -1:]
-        ambiguous = np.flatnonzero((scores >= cutoff).sum(axis=1) > k_eff)
-        for row in ambiguous:
-            exact = np.lexsort((np.arange(n_cols), -scores[row]))[:k_eff]
-            ranked[row] = exact
-            ranked_scores[row] = scores[row, exact]
-    ranked = np.where(np.isneginf(ranked_scores), -1, ranked)
-    if k_eff < k:
-        ranked = np.hstack([ranked, np.full((n_rows, k - k_eff), -1, dtype=ranked.dtype)])
+        bound = np.full(n_rows, -np.inf, dtype=scores.dtype)
+    # -inf marks excluded items: it is never a candidate, even when it is the bound.
+    bound = np.maximum(bound, np.nextafter(np.asarray(-np.inf, scores.dtype), 0))
+    chunk_rows, chunk_ids = np.nonzero(maxima >= bound[:, None])
+    values = by_chunk[chunk_rows, chunk_ids]  # (candidate chunks, chunk)
+    flat = np.flatnonzero(values >= bound[chunk_rows, None])
+    rows = chunk_rows[flat // chunk]
+    cols = chunk_ids[flat // chunk] * chunk + flat % chunk
+    order = np.lexsort((cols, -values.ravel()[flat], rows))
+    cols = cols[order]
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.cumsum(counts) - counts
+    ranks = np.arange(k)
+    ranked = np.full((n_rows, k), -1, dtype=np.int64)
+    present = ranks < counts[:, None]
+    ranked[present] = cols[(starts[:, None] + ranks)[present]]
     return ranked
 
 
@@ -285,6 +315,182 @@ def factors_of(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(users), np.asarray(items)
 
 
+def sample_users(test: sp.csr_matrix, n: int, seed: int) -> np.ndarray:
+    """``n`` users with held-out items, drawn without replacement by ``seed``, ascending.
+
+    All of them when there are no more than ``n``. The same matrix, ``n`` and ``seed``
+    always give the same sample, so every trial of a study scores the same users.
+    """
+    if n < 1:
+        raise ConfigError(f"the number of users to sample must be positive, got {n}")
+    eligible = np.flatnonzero(np.diff(sp.csr_matrix(test).indptr) > 0)
+    if n >= len(eligible):
+        return eligible
+    return np.sort(np.random.default_rng(seed).choice(eligible, size=n, replace=False))
+
+
+class Evaluator:
+    """Scores models on one (train, held-out) pair, as many times as asked.
+
+    What depends on the data alone is prepared once: the held-out matrix cleaned, the
+    evaluated users and their blocks. Score buffers, one per block in flight, are kept
+    and reused by later calls, so a study allocates them once rather than per trial.
+    :func:`evaluate` is one call of a new evaluator.
+
+    Parameters
+    ----------
+    train : scipy.sparse.csr_matrix, shape (n_users, n_items)
+        Items each user trained on; they are excluded from the ranking.
+    test : scipy.sparse.csr_matrix, shape (n_users, n_items)
+        Held-out items; any non-zero entry counts as relevant.
+    k : int
+        Length of each top-K list.
+    users : numpy.ndarray of int, optional
+        Restrict to these users (those among them with no held-out items are skipped).
+    block_size : int, optional
+        Users scored at once; by default about 4M score cells per block, so memory stays
+        bounded whatever the catalog size.
+    num_threads : int
+        Blocks scored in parallel (numpy releases the GIL in the matrix product and the
+        reductions); 0 means one per CPU core.
+    """
+
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        test: sp.csr_matrix,
+        k: int = 10,
+        *,
+        users: np.ndarray | None = None,
+        block_size: int | None = None,
+        num_threads: int = 0,
+    ) -> None:
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        train = sp.csr_matrix(train)
+        test = sp.csr_matrix(test)
+        if train.shape != test.shape:
+            raise ConfigError(f"train shape {train.shape} differs from test shape {test.shape}")
+        if not test.has_sorted_indices or not test.data.all():
+            test = test.copy()  # leave the caller's matrix as it was
+            test.eliminate_zeros()  # a stored zero is not a held-out item
+            test.sort_indices()
+        self.k = int(k)
+        self.train, self.test = train, test
+        self.n_users, self.n_items = test.shape
+        self._n_relevant = np.diff(test.indptr)
+        candidates = np.arange(self.n_users) if users is None else np.unique(np.asarray(users))
+        #: Users scored: those given (or all) with at least one held-out item, ascending.
+        self.users = candidates[self._n_relevant[candidates] > 0]
+        self.block_size = block_size or users_per_block(self.n_items)
+        self.blocks = [
+            self.users[start : start + self.block_size]
+            for start in range(0, len(self.users), self.block_size)
+        ]
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self._chunk = chunk_width(self.n_items, self.k)
+        self._width = -(-self.n_items // self._chunk) * self._chunk
+        self._buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+
+    def __call__(
+        self,
+        model: Any = None,
+        *,
+        user_factors: np.ndarray | None = None,
+        item_factors: np.ndarray | None = None,
+        scorer: Scorer | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RankingEvaluation:
+        """Score every evaluated user in one top-K pass and compute all metrics.
+
+        Give a fitted implicit ALS or BPR model (CPU or GPU), or its ``user_factors``
+        and ``item_factors`` (scores are ``user_factors @ item_factors.T``), or a
+        ``scorer(user_indices)`` returning those users' scores of every item.
+        ``progress`` is called with the number of users finished after each block.
+        """
+        score_into = self._score_function(model, user_factors, item_factors, scorer)
+        k = self.k
+
+        def score_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            buffer = self._take_buffer()
+            try:
+                scores = buffer[: len(block)]
+                score_into(block, scores)
+                rows, cols = _rows_of(self.train, block)
+                scores[rows, cols] = -np.inf
+                scores[:, self.n_items :] = -np.inf
+                recommended = _top_k_chunked(scores, k, self._chunk)
+            finally:
+                self._buffers.put(buffer)
+            hits = _hits(recommended, self.test, block)
+            if progress is not None:
+                progress(len(block))
+            return recommended, hits
+
+        threads = min(self.num_threads, len(self.blocks))
+        if threads > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                results = list(pool.map(score_block, self.blocks))
+        else:
+            results = [score_block(block) for block in self.blocks]
+        if results:
+            recommended = np.vstack([r for r, _ in results])
+            hits = np.vstack([h for _, h in results])
+        else:
+            recommended = np.empty((0, k), dtype=np.int64)
+            hits = np.empty((0, k), dtype=bool)
+        return RankingEvaluation.from_hits(
+            self.users, recommended, hits, self._n_relevant[self.users], self.n_items
+        )
+
+    def _score_function(
+        self,
+        model: Any,
+        user_factors: np.ndarray | None,
+        item_factors: np.ndarray | None,
+        scorer: Scorer | None,
+    ) -> Callable[[np.ndarray, np.ndarray], None]:
+        """A function writing a block's scores into a (block, padded width) buffer."""
+        if scorer is not None:
+
+            def from_scorer(block: np.ndarray, out: np.ndarray) -> None:
+                out[:, : self.n_items] = scorer(block)
+
+            return from_scorer
+        if user_factors is None or item_factors is None:
+            if model is None:
+                raise ConfigError(
+                    "evaluate() needs a fitted model, user and item factors, or a scorer"
+                )
+            user_factors, item_factors = factors_of(model)
+        if user_factors.shape[0] != self.n_users or item_factors.shape[0] != self.n_items:
+            raise ConfigError(
+                f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} "
+                f"items; the matrices have {self.n_users} x {self.n_items}"
+            )
+        # Zero rows pad the catalog to whole chunks, so the product fills the buffer
+        # in place (the padding is then set to -inf).
+        dtype = np.result_type(user_factors.dtype, item_factors.dtype, np.float32)
+        padded = np.zeros((self._width, item_factors.shape[1]), dtype=dtype)
+        padded[: self.n_items] = item_factors
+        items_t = padded.T
+        users = np.asarray(user_factors, dtype=dtype)
+
+        def from_factors(block: np.ndarray, out: np.ndarray) -> None:
+            if dtype == np.float32:
+                np.matmul(users[block], items_t, out=out)
+            else:  # float64 factors: multiply in float64, rank in float32
+                out[:] = users[block] @ items_t
+
+        return from_factors
+
+    def _take_buffer(self) -> np.ndarray:
+        try:
+            return self._buffers.get_nowait()
+        except queue.Empty:
+            return np.empty((self.block_size, self._width), dtype=np.float32)
+
+
 def evaluate(
     model: Any = None,
     train: sp.csr_matrix | None = None,
@@ -301,91 +507,22 @@ def evaluate(
 ) -> RankingEvaluation:
     """Score every user with held-out items in one top-K pass and compute all metrics.
 
-    Parameters
-    ----------
-    model : implicit model, optional
-        A fitted ALS or BPR model (CPU or GPU); or give ``user_factors`` and
-        ``item_factors`` instead. Scores are ``user_factors @ item_factors.T``.
-    scorer : callable, optional
-        Instead of a model or factors: ``scorer(user_indices)`` returns those users'
-        scores of every item, shape (len(user_indices), n_items).
-    train : scipy.sparse.csr_matrix, shape (n_users, n_items)
-        Items each user trained on; they are excluded from the ranking.
-    test : scipy.sparse.csr_matrix, shape (n_users, n_items)
-        Held-out items; any non-zero entry counts as relevant.
-    k : int
-        Length of each top-K list.
-    users : numpy.ndarray of int, optional
-        Restrict to these users (those among them with no held-out items are skipped).
-    block_size : int, optional
-        Users scored at once; by default about 4M score cells per block, so memory stays
-        bounded whatever the catalog size.
-    num_threads : int
-        Blocks scored in parallel (numpy releases the GIL in the matrix product and
-        partition); 0 means one per CPU core.
-    progress : callable, optional
-        Called with the number of users finished after each block.
+    One call of a new :class:`Evaluator` (see it for the parameters); to score many
+    models on the same data, keep an :class:`Evaluator` instead.
 
     Returns
     -------
     RankingEvaluation
     """
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
-    train = sp.csr_matrix(train)
-    test = sp.csr_matrix(test)
-    n_users, n_items = test.shape
-    if train.shape != test.shape:
-        raise ConfigError(f"train shape {train.shape} differs from test shape {test.shape}")
-    if scorer is None:
-        if user_factors is None or item_factors is None:
-            if model is None:
-                raise ConfigError(
-                    "evaluate() needs a fitted model, user and item factors, or a scorer"
-                )
-            user_factors, item_factors = factors_of(model)
-        if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
-            raise ConfigError(
-                f"factors cover {user_factors.shape[0]} users x {item_factors.shape[0]} "
-                f"items; the matrices have {n_users} x {n_items}"
-            )
-        scorer = factor_scorer(user_factors, item_factors)
-    if not test.has_sorted_indices or not test.data.all():
-        test = test.copy()  # leave the caller's matrix as it was
-        test.eliminate_zeros()  # a stored zero is not a held-out item
-        test.sort_indices()
-    n_relevant_all = np.diff(test.indptr)
-    candidates = np.arange(n_users) if users is None else np.unique(np.asarray(users))
-    evaluated = candidates[n_relevant_all[candidates] > 0]
-
-    if block_size is None:
-        block_size = users_per_block(n_items)
-    blocks = [
-        evaluated[start : start + block_size] for start in range(0, len(evaluated), block_size)
-    ]
-
-    def score_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        recommended, _ = rank_items(scorer, block, train, k)
-        hits = _hits(recommended, test, block)
-        if progress is not None:
-            progress(len(block))
-        return recommended, hits
-
-    threads = num_threads or os.cpu_count() or 1
-    if threads > 1 and len(blocks) > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, len(blocks))) as pool:
-            results = list(pool.map(score_block, blocks))
-    else:
-        results = [score_block(block) for block in blocks]
-
-    if results:
-        recommended = np.vstack([r for r, _ in results])
-        hits = np.vstack([h for _, h in results])
-    else:
-        recommended = np.empty((0, k), dtype=np.int64)
-        hits = np.empty((0, k), dtype=bool)
-    return RankingEvaluation.from_hits(
-        evaluated, recommended, hits, n_relevant_all[evaluated], n_items
+    evaluator = Evaluator(
+        train, test, k, users=users, block_size=block_size, num_threads=num_threads
+    )
+    return evaluator(
+        model,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        scorer=scorer,
+        progress=progress,
     )
 
 
