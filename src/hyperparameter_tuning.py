@@ -156,6 +156,20 @@ class _LevelPrefix(logging.Formatter):
     help="Intermediate validation scores per trial, reported to the pruner.",
 )
 @click.option(
+    "--share-iterations/--no-share-iterations",
+    default=True,
+    show_default=True,
+    help="One fit serves every smaller 'iterations' choice of the search space: the "
+    "model is scored there during the fit and recorded as a completed trial too "
+    "(implicit iterates deterministically, so the values equal a separate fit's).",
+)
+@click.option(
+    "--eval-users",
+    type=click.IntRange(min=1),
+    help="Score trials on a fixed, seeded sample of N validation users instead of all "
+    "(faster on large datasets; final evaluation always uses every user).",
+)
+@click.option(
     "--warm-start",
     is_flag=True,
     help="Enqueue the current best parameters from --output and the defaults as the first trials.",
@@ -194,6 +208,8 @@ def main(
     device: str,
     cv_folds: int,
     checkpoints: int,
+    share_iterations: bool,
+    eval_users: int | None,
     warm_start: bool,
     output: Path,
     experiment_name: str | None,
@@ -241,16 +257,20 @@ def main(
         experiment_name=experiment_name,
         data_dir=data_dir,
         checkpoints=checkpoints,
+        share_iterations=share_iterations,
+        eval_users=eval_users,
         show_progress=progress,
     )
     result = run_tuning(config)
 
     counts = result.counts
-    ran = counts["complete"] + counts["pruned"] + counts["failed"]
+    complete = counts["complete"] + counts["shared"]
+    fits = counts["complete"] - counts["reused"] + counts["pruned"] + counts["failed"]
     click.echo(
-        f"Study {result.study.study_name}: {ran} "
-        f"trials this run ({counts['complete']} complete, {counts['reused']} of them "
-        f"reused, {counts['pruned']} pruned, {counts['failed']} failed); "
+        f"Study {result.study.study_name}: {complete + counts['pruned'] + counts['failed']} "
+        f"trials this run from {fits} fits ({complete} complete, {counts['shared']} of them "
+        f"recorded from another's fit, {counts['reused']} reused; {counts['pruned']} pruned, "
+        f"{counts['failed']} failed); "
         f"{counts['study_finished']} of {config.n_trials} finished in the study"
         + (f", {result.resumed_trials} trials from earlier runs" if result.resumed_trials else "")
     )

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
 from rectune.errors import ConfigError
-from rectune.models import fit_model
+from rectune.models import build_model, fit_model
 from rectune.tuning import (
     TuningConfig,
     checkpoint_iterations,
@@ -99,8 +99,16 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
             k: str(v) for k, v in trial.params.items()
         }
         history = client.get_metric_history(run.info.run_id, "intermediate_precision_at_10")
+        steps = sorted(m.step for m in history)
         iterations = trial.params["iterations"]
-        assert sorted(m.step for m in history) == sorted(checkpoint_iterations(iterations, 5))
+        if trial.user_attrs.get("shared_fit_of") is None:
+            assert iterations == 8  # the grid visits the largest iteration count first
+            assert steps == sorted(checkpoint_iterations(iterations, 5))
+        else:  # recorded from the fit of 8: its checkpoints up to 4, and 4
+            assert iterations == 4 and run.data.tags["shared_fit_of_trial"] == str(
+                trial.user_attrs["shared_fit_of"]
+            )
+            assert steps == [2, 4]
     parent = client.get_run(result.parent_run_id)
     tags = parent.data.tags
     for key, value in {
@@ -170,6 +178,7 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
     assert result.counts == {
         "complete": 0,
         "reused": 0,
+        "shared": 0,  # pruned at iteration 2 of 8, before the 4 it would have recorded
         "pruned": 4,
         "failed": failed,
         "study_finished": 4,
@@ -347,7 +356,11 @@ def test_cli_prints_a_summary(tmp_path, monkeypatch, mlflow_uri, synthetic_datas
     )
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "Study als-synthetic-precision_at_10: 3 trials this run (3 complete" in out
+    # Grid order: a fit of 8 iterations records its 4-iteration twin, then one more fit.
+    assert (
+        "Study als-synthetic-precision_at_10: 3 trials this run from 2 fits "
+        "(3 complete, 1 of them recorded from another's fit, 0 reused; 0 pruned, 0 failed)"
+    ) in out
     assert "Best (trial " in out and "precision@10 = 0." in out
     assert "Wrote the als entry of" in out
     assert "MLflow parent run " in out and "in experiment cli" in out
@@ -569,9 +582,16 @@ def test_ctrl_c_keeps_finished_trials_and_ends_runs_killed(tune, tmp_path):
     result = tune(n_trials=5, sampler="grid", fit=fit)
     assert result.interrupted
     states = [t.state.name for t in result.study.trials]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    # Two fits of 8 iterations, each recording its 4-iteration trial; the third fit stopped.
+    assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    assert [t.user_attrs.get("shared_fit_of") for t in result.study.trials[:4]] == [
+        None,
+        0,
+        None,
+        2,
+    ]
     client = MlflowClient()
-    killed = client.get_run(result.study.trials[2].user_attrs["mlflow_run_id"])
+    killed = client.get_run(result.study.trials[4].user_attrs["mlflow_run_id"])
     assert killed.info.status == "KILLED"
     assert client.get_run(result.parent_run_id).info.status == "KILLED"
     written = json.loads((tmp_path / "models" / "best_hyperparameters.json").read_text())
@@ -626,3 +646,154 @@ def test_an_unwritable_output_is_refused_before_any_trial(tmp_path, monkeypatch,
     assert result.exit_code == 2
     assert result.output.startswith("Error: cannot write --output /proc/rectune/best.json")
     assert not (tmp_path / "mlruns").exists()
+
+
+# --------------------------------------------------------------------------- iteration sharing
+
+SHARED_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  regularization: {type: categorical, choices: [0.1, 1.0]}
+  iterations: {type: categorical, choices: [2, 5, 9]}
+"""
+SHARED_BPR = """model: bpr
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  learning_rate: 0.05
+  iterations: {type: categorical, choices: [3, 7]}
+"""
+TIMINGS = ("fit_seconds", "eval_seconds")
+
+
+def by_params(study):
+    """{(sorted params): (user-attr metrics without timings, values)} of COMPLETE trials."""
+    table = {}
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        metrics = {k: v for k, v in trial.user_attrs["metrics"].items() if k not in TIMINGS}
+        table[tuple(sorted(trial.user_attrs["params"].items()))] = (metrics, trial.values)
+    return table
+
+
+@pytest.mark.parametrize(
+    ("model", "space", "grid_size", "fits"),
+    [
+        ("als", SHARED_ALS, 12, 4),
+        ("bpr", SHARED_BPR, 4, 2),
+    ],
+)
+def test_shared_trials_equal_separately_fitted_models(
+    tune, tmp_path, model, space, grid_size, fits
+):
+    (tmp_path / "shared.yaml").write_text(space)
+    common = {
+        "model": model,
+        "n_trials": grid_size,
+        "sampler": "grid",
+        "search_space": tmp_path / "shared.yaml",
+        "objectives": parse_objectives("precision@10,ndcg@5,fit_seconds"),
+    }
+    shared = tune(study_name="shared", **common)
+    separate = tune(study_name="separate", share_iterations=False, **common)
+    # Every combination fitted on its own in one study, from its largest-iterations
+    # fit in the other: the same metrics, at every K, to the last bit.
+    assert len(by_params(separate.study)) == len(by_params(shared.study)) == grid_size
+    for key, (metrics, values) in by_params(separate.study).items():
+        shared_metrics, shared_values = by_params(shared.study)[key]
+        assert shared_metrics == metrics, key
+        assert shared_values[:2] == values[:2], key
+    trials = shared.study.trials
+    owners = [t for t in trials if "shared_fit_of" not in t.user_attrs]
+    assert len(owners) == fits and shared.counts["shared"] == grid_size - fits
+    top = max(p["iterations"] for p in (t.user_attrs["params"] for t in trials))
+    assert all(t.user_attrs["params"]["iterations"] == top for t in owners)
+    for trial in trials:
+        owner = trial.user_attrs.get("shared_fit_of")
+        if owner is None:
+            continue
+        params, fitted = trial.user_attrs["params"], trial_by_number(shared.study, owner)
+        assert params == {**fitted.user_attrs["params"], "iterations": params["iterations"]}
+        assert params["iterations"] < fitted.user_attrs["params"]["iterations"]
+        # fit_seconds is the owner's fit time up to the shared iteration count.
+        assert 0 < trial.values[2] < fitted.values[2]
+    assert separate.counts["shared"] == 0 and len(separate.study.trials) == grid_size
+
+
+def trial_by_number(study, number):
+    return next(t for t in study.trials if t.number == number)
+
+
+def test_shared_trials_get_child_runs_and_the_grid_is_exhausted(tune, tmp_path):
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS)
+    result = tune(n_trials=50, sampler="grid", search_space=tmp_path / "shared.yaml")
+    assert len(result.study.trials) == 12  # the grid's size, not 50: it ran out
+    runs = children(result)
+    assert len(runs) == 12 and all(r.info.status == "FINISHED" for r in runs)
+    for run, trial in zip(runs, result.study.trials, strict=True):
+        assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
+        assert run.info.run_name == f"trial-{trial.number}"
+        assert run.data.params["iterations"] == str(trial.params["iterations"])
+        assert run.data.metrics["precision_at_10"] == trial.value
+        owner = trial.user_attrs.get("shared_fit_of")
+        assert run.data.tags.get("shared_fit_of_trial") == (None if owner is None else str(owner))
+    assert result.counts["shared"] == 8 and result.counts["complete"] == 4
+
+
+def test_a_pruned_fit_records_the_iteration_counts_it_reached(tune, tmp_path):
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS.replace("[2, 5, 9]", "[2, 8]"))
+    always_prune = optuna.pruners.ThresholdPruner(lower=1.0)
+    result = tune(
+        n_trials=2, sampler="grid", pruner=always_prune, search_space=tmp_path / "shared.yaml"
+    )
+    # 8 iterations have checkpoints 2, 4, 5, 7, 8: pruned at 2, which is a grid choice.
+    first, second = result.study.trials[:2]
+    assert first.state.name == "PRUNED" and first.params["iterations"] == 8
+    assert second.state.name == "COMPLETE" and second.params["iterations"] == 2
+    assert second.user_attrs["shared_fit_of"] == 0
+    assert second.intermediate_values == {2: second.value}
+
+
+def test_a_study_of_fixed_size_is_not_overfilled_by_shared_trials(tune, tmp_path):
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS)
+    result = tune(n_trials=5, sampler="grid", search_space=tmp_path / "shared.yaml")
+    # A fit of 9 records 5 and 2 (3 trials); the second fit has room for one more.
+    assert len(result.study.trials) == 5
+    assert [t.user_attrs.get("shared_fit_of") for t in result.study.trials] == [None, 0, 0, None, 3]
+    assert result.study.trials[4].params["iterations"] == 5  # the larger choice first
+
+
+def test_sharing_needs_categorical_iterations_and_skips_known_combinations(tune, tmp_path):
+    (tmp_path / "int.yaml").write_text(
+        SHARED_ALS.replace(
+            "{type: categorical, choices: [2, 5, 9]}", "{type: int, low: 2, high: 9}"
+        )
+    )
+    result = tune(n_trials=3, search_space=tmp_path / "int.yaml", seed=3)
+    assert result.counts["shared"] == 0 and len(result.study.trials) == 3
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS)
+    tpe = tune(n_trials=12, study_name="tpe", search_space=tmp_path / "shared.yaml", seed=3)
+    params = [tuple(sorted(t.user_attrs["params"].items())) for t in tpe.study.trials]
+    fitted = [
+        p
+        for p, t in zip(params, tpe.study.trials, strict=True)
+        if "reused_from" not in t.user_attrs
+    ]
+    assert len(set(fitted)) == len(fitted)  # a combination is never fitted or recorded twice
+
+
+def test_eval_users_scores_a_fixed_sample(tune, synthetic_dataset):
+    from rectune.metrics import evaluate, sample_users
+
+    result = tune(n_trials=1, eval_users=50, share_iterations=False)
+    trial = result.study.trials[0]
+    model = build_model("als", trial.user_attrs["params"], device="cpu", seed=42)
+    fit_model(model, synthetic_dataset.train_val)
+    users = sample_users(synthetic_dataset.validation, 50, seed=42)
+    sampled = evaluate(
+        model, synthetic_dataset.train_val, synthetic_dataset.validation, 10, users=users
+    )
+    assert len(users) == 50
+    assert trial.value == sampled.means["precision"]
+    with pytest.raises(ConfigError, match="created with eval_users=50"):
+        tune(n_trials=2, eval_users=60)
+    with pytest.raises(ConfigError, match="created with eval_users=50, not None"):
+        tune(n_trials=2)

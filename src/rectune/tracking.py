@@ -201,6 +201,16 @@ class Tracker:
             tags=[RunTag(key, _stringify(value)) for key, value in (tags or {}).items()],
         )
 
+    def log_history(self, run_id: str, name: str, values: Mapping[int, float]) -> None:
+        """Log one metric at several steps (``{step: value}``) in one batch call."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[
+                Metric(mlflow_key(name), float(value), now, step) for step, value in values.items()
+            ],
+        )
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.log(run_id, tags=tags)
 

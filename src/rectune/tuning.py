@@ -5,8 +5,14 @@ objective on ``validation`` with :func:`rectune.metrics.evaluate`, the evaluator
 final evaluation uses. While fitting it evaluates at a few iteration checkpoints and
 reports them to Optuna, so the pruner can stop unpromising trials early.
 
+* One fit serves every ``iterations`` choice of the search space (see
+  :mod:`rectune.sharing`): a trial fitting ``v`` iterations is scored at each smaller
+  choice on the way, and each is recorded as a completed trial of its own.
 * A parameter combination that already completed in the study is not refitted: the
   trial reuses its values (tagged ``reused_from_trial``).
+* ``eval_users`` scores every trial on the same seeded sample of validation users.
+* Data is loaded once per study, and one :class:`rectune.metrics.Evaluator` per fold
+  scores every trial, reusing its buffers.
 * A trial that raises is marked FAIL in Optuna (with its error in the user attribute
   ``error``) and FAILED in MLflow (tag ``error``); the study goes on.
 * With ``cv_folds > 1`` a trial is scored by the mean over per-user folds of ``train``
@@ -36,11 +42,11 @@ from typing import Any
 import numpy as np
 import optuna
 
-from rectune import __version__, studies
+from rectune import __version__, sharing, studies
 from rectune._io import file_lock, lock_path, write_json_atomic
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
-from rectune.metrics import USER_METRICS, evaluate
+from rectune.metrics import USER_METRICS, Evaluator, sample_users
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
@@ -147,6 +153,8 @@ class TuningConfig:
     checkpoints: int = 5
     show_progress: bool = True
     heartbeat: int = DEFAULT_HEARTBEAT
+    share_iterations: bool = True
+    eval_users: int | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -174,6 +182,8 @@ class TuningConfig:
             raise ConfigError(f"checkpoints must be at least 1, got {self.checkpoints}")
         if self.heartbeat < 1:
             raise ConfigError(f"heartbeat must be at least 1 second, got {self.heartbeat}")
+        if self.eval_users is not None and self.eval_users < 1:
+            raise ConfigError(f"eval_users must be at least 1, got {self.eval_users}")
 
     @property
     def resolved_objectives(self) -> tuple[Objective, ...]:
@@ -234,7 +244,7 @@ def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.Ba
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return sharing.GridSampler(space.grid(), seed=seed)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     if name == "nsga2":
@@ -309,6 +319,9 @@ def open_study(
             "objectives": [o.name for o in objectives],
             "dataset_fingerprint": dataset.fingerprint,
             "cv_folds": config.cv_folds,
+            # Scores on a user sample are not comparable with full ones. (None, for all
+            # users, matches studies made before the option, which lack the key.)
+            "eval_users": config.eval_users,
         },
         search_space_fingerprint=space.fingerprint,
         sampler=make_sampler(config.resolved_sampler, config.seed, space),
@@ -391,6 +404,29 @@ class TrialRunner:
             self.folds = per_user_folds(dataset.train, config.cv_folds, config.seed)
         else:
             self.folds = [(dataset.train_val, dataset.validation)]
+        #: Every K scored; one evaluation at the largest gives them all.
+        self.ks = sorted({o.k for o in self.objectives if o.k is not None} | {config.k})
+        # One evaluator per fold for the whole study: the data is prepared once and the
+        # score buffers are reused by every trial.
+        self.evaluators = [
+            Evaluator(
+                train,
+                held_out,
+                max(self.ks),
+                users=(
+                    sample_users(held_out, config.eval_users, config.seed)
+                    if config.eval_users
+                    else None
+                ),
+                num_threads=self.eval_threads,
+            )
+            for train, held_out in self.folds
+        ]
+        self.iteration_choices = (
+            sharing.iteration_choices(space) if config.share_iterations else None
+        )
+        #: Numbers of the trials this worker recorded from its fits (iteration sharing).
+        self.shared: list[int] = []
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         target = self.config.n_trials
@@ -480,75 +516,179 @@ class TrialRunner:
         self, trial: optuna.Trial, params: dict[str, Any], run_id: str
     ) -> float | tuple[float, ...]:
         config = self.config
-        ks = sorted({o.k for o in self.objectives if o.k is not None} | {config.k})
-        fold_metrics: list[dict[str, float]] = []
-        fit_seconds = eval_seconds = 0.0
-        for fold, (train, held_out) in enumerate(self.folds):
-            model = build_model(
-                config.model,
-                params,
-                device=self.device,
-                seed=config.seed,
-                num_threads=self.num_threads,
-            )
-            report = fold == 0 and not config.multi_objective
-            callback = (
-                self._checkpoint_callback(trial, run_id, model, train, held_out, params)
-                if report
-                else None
-            )
-            started = time.perf_counter()
-            self.fit(model, train, callback=callback)
-            fit_seconds += time.perf_counter() - started - getattr(callback, "seconds", 0.0)
-            started = time.perf_counter()
-            metrics = {}
-            for k in ks:
-                result = evaluate(model, train, held_out, k, num_threads=self.eval_threads)
-                metrics.update(result.named())
-            eval_seconds += time.perf_counter() - started
-            if config.cv_folds > 1:
-                self.tracker.log(
-                    run_id,
-                    metrics={f"fold_{name}": value for name, value in metrics.items()},
-                    step=fold,
+        shared = self._shared_iterations(trial, params)
+        fits: list[_FitRecord] = []
+        try:
+            for fold, (train, _) in enumerate(self.folds):
+                model = build_model(
+                    config.model,
+                    params,
+                    device=self.device,
+                    seed=config.seed,
+                    num_threads=self.num_threads,
                 )
-            fold_metrics.append(metrics)
-        metrics = {
-            name: float(np.mean([m[name] for m in fold_metrics])) for name in fold_metrics[0]
-        }
-        metrics[FIT_SECONDS] = fit_seconds
-        metrics["eval_seconds"] = eval_seconds
+                record = _FitRecord()
+                fits.append(record)
+                callback = self._fit_callback(trial, run_id, model, fold, params, shared, record)
+                self.fit(model, train, callback=callback)
+                record.fit_seconds = callback.fit_seconds()
+                started = time.perf_counter()
+                metrics = self._metrics(fold, model)
+                record.eval_seconds += time.perf_counter() - started
+                if config.cv_folds > 1:
+                    self.tracker.log(
+                        run_id,
+                        metrics={f"fold_{name}": value for name, value in metrics.items()},
+                        step=fold,
+                    )
+                record.metrics = metrics
+        except optuna.TrialPruned:
+            if config.cv_folds == 1:  # what the fit reached before the pruner stopped it
+                self._record_shared(trial, params, fits)
+            raise
+        metrics = _mean([f.metrics for f in fits])
+        metrics[FIT_SECONDS] = sum(f.fit_seconds for f in fits)
+        metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
         trial.set_user_attr("metrics", metrics)
         self.tracker.log(
             run_id, metrics=metrics, tags={"state": "COMPLETE", "trial_number": trial.number}
         )
+        self._record_shared(trial, params, fits)
         self.tracker.end_run(run_id, "FINISHED")
         values = tuple(metrics[o.name] for o in self.objectives)
         return values if config.multi_objective else values[0]
 
-    def _checkpoint_callback(self, trial, run_id, model, train, held_out, params):
+    def _metrics(self, fold: int, model: Any) -> dict[str, float]:
+        """Every metric at every K asked for, from one evaluation at the largest K."""
+        result = self.evaluators[fold](model)
+        return {name: value for k in self.ks for name, value in result.at(k).named().items()}
+
+    def _shared_iterations(self, trial: optuna.Trial, params: dict[str, Any]) -> list[int]:
+        """The smaller ``iterations`` choices this trial's fit will record (sharing)."""
+        if self.iteration_choices is None:
+            return []
+        room = None
+        if self.config.n_trials is not None:
+            progress = StudyProgress.of(trial.study)  # this trial is among the running
+            room = self.config.n_trials - progress.finished - progress.running
+        return sharing.pending_iterations(trial.study, params, self.iteration_choices, room)
+
+    def _fit_callback(self, trial, run_id, model, fold, params, shared, record):
+        """Called after every iteration: evaluates at pruning checkpoints (first fold,
+        one objective) and at the shared iteration counts; keeps fit time apart."""
         iterations = int(
             params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
         )
-        marks = checkpoint_iterations(iterations, self.config.checkpoints)
+        report = fold == 0 and not self.config.multi_objective
+        marks = checkpoint_iterations(iterations, self.config.checkpoints) if report else set()
+        shared = set(shared)
         objective = self.objectives[0]
-        tracker = self.tracker
+        started = time.perf_counter()
+        paused = 0.0
 
         def callback(done: int) -> None:
-            if done not in marks:
+            nonlocal paused
+            if done not in marks and done not in shared:
                 return
-            started = time.perf_counter()
-            value = evaluate(
-                model, train, held_out, objective.k, num_threads=self.eval_threads
-            ).means[objective.metric]
-            tracker.log(run_id, metrics={f"intermediate_{objective.name}": value}, step=done)
-            trial.report(value, step=done)
-            callback.seconds += time.perf_counter() - started
-            if trial.should_prune():
+            pause = time.perf_counter()
+            fit_so_far = pause - started - paused
+            metrics = self._metrics(fold, model)
+            if done in shared:
+                record.shared[done] = {**metrics, FIT_SECONDS: fit_so_far}
+            if report:
+                record.curve[done] = metrics[objective.name]
+            if done in marks:
+                value = metrics[objective.name]
+                self.tracker.log(
+                    run_id, metrics={f"intermediate_{objective.name}": value}, step=done
+                )
+                trial.report(value, step=done)
+            spent = time.perf_counter() - pause
+            paused += spent
+            if done in shared:
+                record.shared[done]["eval_seconds"] = spent
+            else:
+                record.eval_seconds += spent
+            if done in marks and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at iteration {done} with {value:.4f}")
 
-        callback.seconds = 0.0
+        callback.fit_seconds = lambda: time.perf_counter() - started - paused
         return callback
+
+    def _record_shared(
+        self, trial: optuna.Trial, params: dict[str, Any], fits: list[_FitRecord]
+    ) -> None:
+        """Record each iteration count every fold reached as a completed trial."""
+        reached = set.intersection(*(set(f.shared) for f in fits)) if fits else set()
+        if not reached:
+            return
+        study = trial.study
+        grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
+        runs = {}
+        for w in sorted(reached):
+            metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
+            values = [metrics[o.name] for o in self.objectives]
+            full = {**params, sharing.ITERATIONS: w}
+            run_id = self.tracker.start_run(
+                f"trial-shared-{trial.number}-{w}",
+                parent_id=self.parent_id,
+                tags={
+                    "study": self.config.resolved_study_name,
+                    "model": self.config.model,
+                    "shared_fit_of_trial": trial.number,
+                    "state": "COMPLETE",
+                },
+            )
+            self.tracker.log(run_id, params=full, metrics=metrics)
+            curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
+            if curve:
+                self.tracker.log_history(run_id, f"intermediate_{self.objectives[0].name}", curve)
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={name: full[name] for name in trial.params},
+                    distributions=trial.distributions,
+                    values=values,
+                    intermediate_values=curve if not self.config.multi_objective else None,
+                    user_attrs={
+                        "params": full,
+                        "metrics": metrics,
+                        sharing.SHARED_FIT_OF: trial.number,
+                        "mlflow_run_id": run_id,
+                    },
+                    system_attrs=grid.system_attrs(full) if grid else None,
+                )
+            )
+            runs[run_id] = w
+        for added in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            run_id = added.user_attrs.get("mlflow_run_id")
+            if run_id in runs:
+                self.shared.append(added.number)
+                self.tracker.set_tags(
+                    run_id,
+                    {"trial_number": added.number, "mlflow.runName": f"trial-{added.number}"},
+                )
+                self.tracker.end_run(run_id, "FINISHED")
+
+
+@dataclass
+class _FitRecord:
+    """What one fit of a trial measured: its metrics, and those at shared counts."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    #: Metrics (with fit and eval seconds) at each shared iteration count reached.
+    shared: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: The first objective at every evaluated iteration (first fold).
+    curve: dict[int, float] = field(default_factory=dict)
+
+
+def _mean(records: list[dict[str, float]], sums: tuple[str, ...] = ()) -> dict[str, float]:
+    """Per-key mean over folds; the keys in ``sums`` are summed (seconds)."""
+    return {
+        name: float((np.sum if name in sums else np.mean)([r[name] for r in records]))
+        for name in records[0]
+    }
 
 
 # --------------------------------------------------------------------------- results
@@ -808,6 +948,8 @@ def _join_study(
                 "k": config.k,
                 "metric": config.metric,
                 "cv_folds": config.cv_folds,
+                "eval_users": config.eval_users or "all",
+                "share_iterations": config.share_iterations,
                 "n_jobs": config.n_jobs,
                 "device": config.device,
                 "seed": config.seed,
@@ -954,6 +1096,7 @@ def _finish(
     counts = {
         "complete": sum(t.state == states.COMPLETE for t in mine),
         "reused": sum(t.state == states.COMPLETE and "reused_from" in t.user_attrs for t in mine),
+        "shared": len(runner.shared),
         "pruned": sum(t.state == states.PRUNED for t in mine),
         "failed": sum(t.state == states.FAIL for t in mine),
         "study_finished": sum(t.state in studies.FINISHED for t in trials),
