@@ -44,12 +44,13 @@ def iteration_choices(space: SearchSpace) -> tuple[int, ...] | None:
 
 
 def pending_iterations(
-    study: optuna.Study,
+    trials: Sequence[optuna.trial.FrozenTrial],
     params: Mapping[str, Any],
     choices: Sequence[int],
     room: int | None,
 ) -> list[int]:
-    """The ``iterations`` choices below ``params``'s that no trial stands for yet.
+    """The ``iterations`` choices below ``params``'s that none of a study's ``trials``
+    stands for yet.
 
     At most ``room`` of them (the slots left in the study), the largest first, so a
     study of fixed size is not overfilled.
@@ -60,8 +61,9 @@ def pending_iterations(
         return []
     known = {
         int(p[ITERATIONS])
-        for t in study.get_trials(deepcopy=False, states=_KNOWN)
-        if (p := t.user_attrs.get("params", t.params)).keys() == params.keys()
+        for t in trials
+        if t.state in _KNOWN
+        and (p := t.user_attrs.get("params", t.params)).keys() == params.keys()
         and ITERATIONS in p
         and all(p[key] == value for key, value in params.items() if key != ITERATIONS)
     }

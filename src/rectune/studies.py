@@ -18,7 +18,7 @@ import hashlib
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,22 +234,27 @@ class StudyProgress:
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyProgress:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
+        return cls.of_trials(study.get_trials(deepcopy=False))
+
+    @classmethod
+    def of_trials(cls, trials: Sequence[optuna.trial.FrozenTrial]) -> StudyProgress:
+        states = [t.state for t in trials]
         return cls(
             finished=sum(s in FINISHED for s in states),
             running=states.count(TrialState.RUNNING),
         )
 
 
-def trials_ahead(study: optuna.Study, number: int) -> int:
-    """Trials numbered below ``number`` that finished, run or wait to run.
+def trials_ahead(trials: Sequence[optuna.trial.FrozenTrial], number: int) -> int:
+    """Trials (of a study's ``trials``) numbered below ``number`` that finished, run or
+    wait to run.
 
     Trial numbers are handed out one at a time under a lock on the study's row, so this
     count orders the trials of every worker: a trial with ``n_trials`` ahead of it is
     surplus.
     """
     keep = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(t.number < number and t.state in keep for t in study.get_trials(deepcopy=False))
+    return sum(t.number < number and t.state in keep for t in trials)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

@@ -18,11 +18,13 @@ import contextlib
 import io
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +42,8 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from rectune.config import PROJECT_ROOT
 from rectune.errors import ConfigError
 from rectune.urls import redact_text, redact_url
+
+log = logging.getLogger(__name__)
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 PARENT_TAG = "mlflow.parentRunId"
@@ -122,6 +126,9 @@ class Tracker:
         # the scripts print one summary instead.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient()
+        #: Writes queued by :meth:`write_behind`, and the errors of those that failed.
+        self._writes: queue.Queue[Callable[[], Any] | None] | None = None
+        self.write_errors: list[str] = []
         self.uri = tracking_uri()
         self.pipeline_run = None
         try:
@@ -186,29 +193,27 @@ class Tracker:
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, Any] | None = None,
         step: int = 0,
+        history: Mapping[str, Mapping[int, float]] | None = None,
     ) -> None:
-        """Log params, metrics (at ``step``) and tags in one batch call."""
+        """Log params, metrics (at ``step``), tags and metric histories (``{name: {step:
+        value}}``) in one batch call."""
         now = int(time.time() * 1000)
-        self.client.log_batch(
+        self._write(
+            self.client.log_batch,
             run_id,
             metrics=[
                 Metric(mlflow_key(key), float(value), now, step)
                 for key, value in (metrics or {}).items()
+            ]
+            + [
+                Metric(mlflow_key(key), float(value), now, at)
+                for key, values in (history or {}).items()
+                for at, value in values.items()
             ],
             params=[
                 Param(mlflow_key(key), _stringify(value)) for key, value in (params or {}).items()
             ],
             tags=[RunTag(key, _stringify(value)) for key, value in (tags or {}).items()],
-        )
-
-    def log_history(self, run_id: str, name: str, values: Mapping[int, float]) -> None:
-        """Log one metric at several steps (``{step: value}``) in one batch call."""
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[
-                Metric(mlflow_key(name), float(value), now, step) for step, value in values.items()
-            ],
         )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -222,7 +227,46 @@ class Tracker:
         self.client.log_text(run_id, text, artifact_file)
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        self._write(self.client.set_terminated, run_id, status=status)
+
+    @contextlib.contextmanager
+    def write_behind(self) -> Iterator[None]:
+        """Within the block, :meth:`log`, :meth:`set_tags` and :meth:`end_run` are
+        queued and done in order by one background thread, so the caller goes on (a
+        tuning study fits its next model) while MLflow writes. The block ends when every
+        queued write is done. A write that fails is logged as a warning and kept in
+        :attr:`write_errors`; it does not stop the caller.
+        """
+        if self._writes is not None:  # already writing behind
+            yield
+            return
+        writes: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+
+        def drain() -> None:
+            while (write := writes.get()) is not None:
+                try:
+                    write()
+                except Exception as err:  # the study goes on; the run misses this write
+                    message = redact_text(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+                    self.write_errors.append(message)
+                    log.warning("an MLflow write failed: %s", message)
+
+        writer = threading.Thread(target=drain, name="mlflow-writer", daemon=True)
+        writer.start()
+        self._writes = writes
+        try:
+            yield
+        finally:
+            self._writes = None
+            writes.put(None)
+            writer.join()
+
+    def _write(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        writes = self._writes
+        if writes is None:
+            call(*args, **kwargs)
+        else:
+            writes.put(lambda: call(*args, **kwargs))
 
     def run_in_experiment(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""

@@ -347,14 +347,16 @@ def _same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def find_completed(
-    study: optuna.Study, params: dict[str, Any], exclude: int
+    trials: list[optuna.trial.FrozenTrial], params: dict[str, Any], exclude: int
 ) -> optuna.trial.FrozenTrial | None:
-    """An earlier COMPLETE trial of ``study`` with exactly these parameters.
+    """A COMPLETE trial among a study's ``trials`` with exactly these parameters.
 
     Trials keep their full parameters, fixed ones included, in the user attribute
     ``params``, so a resumed study whose fixed values changed is compared correctly.
     """
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for trial in trials:
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            continue
         earlier = trial.user_attrs.get("params", trial.params)
         if trial.number != exclude and _same_params(earlier, params):
             return trial
@@ -430,7 +432,9 @@ class TrialRunner:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         target = self.config.n_trials
-        if target is not None and studies.trials_ahead(trial.study, trial.number) >= target:
+        # One read of the study serves the surplus check, reuse and sharing.
+        trials = trial.study.get_trials(deepcopy=False)
+        if target is not None and studies.trials_ahead(trials, trial.number) >= target:
             # Another worker took the last trial the study needed while this one was
             # being created: stop without a run, and let the study's count decide.
             self.surplus.append(trial.number)
@@ -452,10 +456,10 @@ class TrialRunner:
         trial.set_user_attr("params", params)
         self.tracker.log(run_id, params=params)
         try:
-            previous = find_completed(trial.study, params, exclude=trial.number)
+            previous = find_completed(trials, params, exclude=trial.number)
             if previous is not None:
                 return self._reuse(trial, previous, run_id)
-            return self._train(trial, params, run_id)
+            return self._train(trial, params, run_id, trials)
         except optuna.TrialPruned:
             self.tracker.set_tags(run_id, {"pruned": "true", "state": "PRUNED"})
             self.tracker.end_run(run_id, "FINISHED")
@@ -513,10 +517,14 @@ class TrialRunner:
         return values if self.config.multi_objective else values[0]
 
     def _train(
-        self, trial: optuna.Trial, params: dict[str, Any], run_id: str
+        self,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        run_id: str,
+        trials: list[optuna.trial.FrozenTrial],
     ) -> float | tuple[float, ...]:
         config = self.config
-        shared = self._shared_iterations(trial, params)
+        shared = self._shared_iterations(trials, params)
         fits: list[_FitRecord] = []
         try:
             for fold, (train, _) in enumerate(self.folds):
@@ -543,6 +551,7 @@ class TrialRunner:
                     )
                 record.metrics = metrics
         except optuna.TrialPruned:
+            self.tracker.log(run_id, history=self._history(fits))
             if config.cv_folds == 1:  # what the fit reached before the pruner stopped it
                 self._record_shared(trial, params, fits)
             raise
@@ -551,27 +560,39 @@ class TrialRunner:
         metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
         trial.set_user_attr("metrics", metrics)
         self.tracker.log(
-            run_id, metrics=metrics, tags={"state": "COMPLETE", "trial_number": trial.number}
+            run_id,
+            metrics=metrics,
+            tags={"state": "COMPLETE", "trial_number": trial.number},
+            history=self._history(fits),
         )
         self._record_shared(trial, params, fits)
         self.tracker.end_run(run_id, "FINISHED")
         values = tuple(metrics[o.name] for o in self.objectives)
         return values if config.multi_objective else values[0]
 
+    def _history(self, fits: list[_FitRecord]) -> dict[str, dict[int, float]]:
+        """The intermediate values reported to the pruner, as an MLflow metric history
+        (logged with the trial's result: one call instead of one per checkpoint)."""
+        if not fits or not fits[0].reported:
+            return {}
+        return {f"intermediate_{self.objectives[0].name}": fits[0].reported}
+
     def _metrics(self, fold: int, model: Any) -> dict[str, float]:
         """Every metric at every K asked for, from one evaluation at the largest K."""
         result = self.evaluators[fold](model)
         return {name: value for k in self.ks for name, value in result.at(k).named().items()}
 
-    def _shared_iterations(self, trial: optuna.Trial, params: dict[str, Any]) -> list[int]:
+    def _shared_iterations(
+        self, trials: list[optuna.trial.FrozenTrial], params: dict[str, Any]
+    ) -> list[int]:
         """The smaller ``iterations`` choices this trial's fit will record (sharing)."""
         if self.iteration_choices is None:
             return []
         room = None
         if self.config.n_trials is not None:
-            progress = StudyProgress.of(trial.study)  # this trial is among the running
+            progress = StudyProgress.of_trials(trials)  # this trial is among the running
             room = self.config.n_trials - progress.finished - progress.running
-        return sharing.pending_iterations(trial.study, params, self.iteration_choices, room)
+        return sharing.pending_iterations(trials, params, self.iteration_choices, room)
 
     def _fit_callback(self, trial, run_id, model, fold, params, shared, record):
         """Called after every iteration: evaluates at pruning checkpoints (first fold,
@@ -599,9 +620,7 @@ class TrialRunner:
                 record.curve[done] = metrics[objective.name]
             if done in marks:
                 value = metrics[objective.name]
-                self.tracker.log(
-                    run_id, metrics={f"intermediate_{objective.name}": value}, step=done
-                )
+                record.reported[done] = value  # logged to MLflow with the trial's result
                 trial.report(value, step=done)
             spent = time.perf_counter() - pause
             paused += spent
@@ -620,54 +639,49 @@ class TrialRunner:
     ) -> None:
         """Record each iteration count every fold reached as a completed trial."""
         reached = set.intersection(*(set(f.shared) for f in fits)) if fits else set()
-        if not reached:
-            return
         study = trial.study
         grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
-        runs = {}
+        # Each trial goes straight to the storage (as Study.add_trial does), running, to
+        # learn its number, which names its MLflow run; it completes once the run exists.
+        storage, study_id = study._storage, study._study_id
         for w in sorted(reached):
             metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
             values = [metrics[o.name] for o in self.objectives]
             full = {**params, sharing.ITERATIONS: w}
+            curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
+            trial_id = storage.create_new_trial(
+                study_id,
+                template_trial=optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.RUNNING,
+                    params={name: full[name] for name in trial.params},
+                    distributions=trial.distributions,
+                    intermediate_values=curve if not self.config.multi_objective else None,
+                    user_attrs={
+                        "params": full,
+                        "metrics": metrics,
+                        sharing.SHARED_FIT_OF: trial.number,
+                    },
+                    system_attrs=grid.system_attrs(full) if grid else None,
+                ),
+            )
+            number = storage.get_trial_number_from_id(trial_id)
             run_id = self.tracker.start_run(
-                f"trial-shared-{trial.number}-{w}",
+                f"trial-{number}",
                 parent_id=self.parent_id,
                 tags={
+                    "trial_number": number,
                     "study": self.config.resolved_study_name,
                     "model": self.config.model,
                     "shared_fit_of_trial": trial.number,
                     "state": "COMPLETE",
                 },
             )
-            self.tracker.log(run_id, params=full, metrics=metrics)
-            curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
-            if curve:
-                self.tracker.log_history(run_id, f"intermediate_{self.objectives[0].name}", curve)
-            study.add_trial(
-                optuna.trial.create_trial(
-                    params={name: full[name] for name in trial.params},
-                    distributions=trial.distributions,
-                    values=values,
-                    intermediate_values=curve if not self.config.multi_objective else None,
-                    user_attrs={
-                        "params": full,
-                        "metrics": metrics,
-                        sharing.SHARED_FIT_OF: trial.number,
-                        "mlflow_run_id": run_id,
-                    },
-                    system_attrs=grid.system_attrs(full) if grid else None,
-                )
-            )
-            runs[run_id] = w
-        for added in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            run_id = added.user_attrs.get("mlflow_run_id")
-            if run_id in runs:
-                self.shared.append(added.number)
-                self.tracker.set_tags(
-                    run_id,
-                    {"trial_number": added.number, "mlflow.runName": f"trial-{added.number}"},
-                )
-                self.tracker.end_run(run_id, "FINISHED")
+            history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
+            self.tracker.log(run_id, params=full, metrics=metrics, history=history)
+            self.tracker.end_run(run_id, "FINISHED")
+            storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, values)
+            self.shared.append(number)
 
 
 @dataclass
@@ -681,6 +695,8 @@ class _FitRecord:
     shared: dict[int, dict[str, float]] = field(default_factory=dict)
     #: The first objective at every evaluated iteration (first fold).
     curve: dict[int, float] = field(default_factory=dict)
+    #: The first objective at the pruning checkpoints (reported to Optuna).
+    reported: dict[int, float] = field(default_factory=dict)
 
 
 def _mean(records: list[dict[str, float]], sums: tuple[str, ...] = ()) -> dict[str, float]:
@@ -862,12 +878,18 @@ def run_tuning(
         runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit)
         on_stale.on_stale.append(runner.end_stale_run)
         try:
-            with _quiet_optuna():
+            # MLflow writes go on in the background while the next model fits.
+            with _quiet_optuna(), tracker.write_behind():
                 _optimize(study, storage, runner, config, notes)
         except KeyboardInterrupt:
             # Keep what finished: write the best so far and the report, then stop.
             interrupted = True
             notes.append("interrupted: the trials finished so far are kept and reported")
+        if tracker.write_errors:
+            notes.append(
+                f"{len(tracker.write_errors)} MLflow write(s) failed (the Optuna study has "
+                f"every result); the first: {tracker.write_errors[0]}"
+            )
         if runner.stale:
             notes.append(
                 f"trial(s) {', '.join(map(str, runner.stale))} had stopped sending heartbeats "

@@ -1,0 +1,164 @@
+"""Benchmark: how much of a tuning study's wall time is model fitting and evaluation.
+
+Runs a 50-trial ALS study (the shipped search space, TPE, median pruning, iteration
+sharing, MLflow logging on) on the default synthetic data, as
+``hyperparameter_tuning.py --model als`` would, and divides its wall time by the time
+spent inside fits and evaluations. The rest is Optuna, MLflow, reports and rectune's
+own bookkeeping; the target is a ratio of at most 1.10.
+
+The data is split and the MLflow store created before the timed study, as they are
+after a user's first run; the one-off cost of a fresh MLflow store is printed apart.
+
+With ``--compare-threads`` the same study also runs with ``--n-jobs 2`` (two trials at
+once, one core each) to show which finishes a study sooner on this machine.
+
+    python benchmarks/overhead.py
+    python benchmarks/overhead.py --compare-threads --json-out overhead.json
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+
+import rectune.reports
+import rectune.tuning
+from _common import CONTEXT, json_option, machine, print_table, timed, write_json
+from rectune.data import FeedbackConfig
+from rectune.datasets import SourceSpec, build_dataset
+from rectune.models import fit_model
+from rectune.splits import SplitConfig
+from rectune.synthetic import SyntheticConfig
+from rectune.tuning import TuningConfig, run_tuning
+
+
+class Stopwatch:
+    """Seconds inside implicit's fits (their callbacks left out) and inside evaluations
+    (wherever made: pruning checkpoints, shared iteration counts, the trial's result),
+    summed over threads."""
+
+    def __init__(self) -> None:
+        self.fit = self.evaluate = self.reports = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + seconds)
+
+    def timed_fit(self, model, train, callback=None):
+        in_callback = 0.0
+
+        def timed_callback(done: int) -> None:
+            nonlocal in_callback
+            start = time.perf_counter()
+            try:
+                callback(done)
+            finally:
+                in_callback += time.perf_counter() - start
+
+        start = time.perf_counter()
+        try:
+            return fit_model(model, train, callback=timed_callback if callback else None)
+        finally:
+            self.add("fit", time.perf_counter() - start - in_callback)
+
+    def evaluator_class(self):
+        watch = self
+
+        class TimedEvaluator(rectune.tuning.Evaluator):
+            def __call__(self, *args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return super().__call__(*args, **kwargs)
+                finally:
+                    watch.add("evaluate", time.perf_counter() - start)
+
+        return TimedEvaluator
+
+
+def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) -> dict:
+    """One study under a stopwatch; its wall time and where it went."""
+    watch = Stopwatch()
+    original_evaluator = rectune.tuning.Evaluator
+    original_reports = rectune.reports.write_study_reports
+
+    def timed_reports(*args, **kwargs):
+        value, seconds = timed(lambda: original_reports(*args, **kwargs))
+        watch.add("reports", seconds)
+        return value
+
+    rectune.tuning.Evaluator = watch.evaluator_class()
+    rectune.reports.write_study_reports = timed_reports
+    try:
+        config = TuningConfig(
+            model="als",
+            n_trials=n_trials,
+            seed=seed,
+            n_jobs=n_jobs,
+            data_dir=folder / "data",
+            output=folder / "models" / "best_hyperparameters.json",
+            study_name=name,
+            experiment_name="overhead",
+            show_progress=False,
+        )
+        result, wall = timed(lambda: run_tuning(config, fit=watch.timed_fit))
+    finally:
+        rectune.tuning.Evaluator = original_evaluator
+        rectune.reports.write_study_reports = original_reports
+    pure = watch.fit + watch.evaluate
+    counts = result.counts
+    return {
+        "n_jobs": n_jobs,
+        "trials": counts["study_finished"],
+        "fits": counts["complete"] - counts["reused"] + counts["pruned"] + counts["failed"],
+        "shared": counts["shared"],
+        "pruned": counts["pruned"],
+        "wall_s": round(wall, 2),
+        "fit_s": round(watch.fit, 2),
+        "eval_s": round(watch.evaluate, 2),
+        "reports_s": round(watch.reports, 2),
+        "other_s": round(wall - pure - watch.reports, 2),
+        "wall_over_fit_eval": round(wall / pure, 3),
+        "best_precision@10": round(result.best_values["precision@10"], 4),
+    }
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--n-trials", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--compare-threads",
+    is_flag=True,
+    help="Also run the study with --n-jobs 2 (parallel trials, one core each).",
+)
+@json_option
+def main(n_trials: int, seed: int, compare_threads: bool, json_out: Path | None) -> None:
+    """Wall time of a tuning study over the time spent fitting and evaluating."""
+    with tempfile.TemporaryDirectory(prefix="rectune-overhead-") as tmp:
+        folder = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+        os.chdir(folder)  # artifacts land in the temporary folder's mlruns/
+        build_dataset(
+            SourceSpec(synthetic=SyntheticConfig(seed=seed)),
+            FeedbackConfig(),
+            SplitConfig(seed=seed),
+            data_dir=folder / "data",
+        )
+        _, first_use = timed(lambda: run_study(folder, 1, seed, 1, "warm-up"))
+        rows = [run_study(folder, n_trials, seed, 1, "one-trial-at-a-time")]
+        if compare_threads:
+            rows.append(run_study(folder, n_trials, seed, 2, "two-trials-at-once"))
+    print_table(rows, f"ALS study of {n_trials} trials on the default synthetic data")
+    click.echo(f"A fresh MLflow store's first 1-trial study took {first_use:.1f} s (once).")
+    click.echo(machine())
+    write_json(json_out, {"studies": rows, "fresh_store_first_study_s": round(first_use, 2)})
+
+
+if __name__ == "__main__":
+    main()
