@@ -424,8 +424,12 @@ class TrialRunner:
             )
             for train, held_out in self.folds
         ]
+        # Parallel trials of one process could overfill the study with shared trials
+        # (each counts the room before the other records), so sharing needs n_jobs 1.
         self.iteration_choices = (
-            sharing.iteration_choices(space) if config.share_iterations else None
+            sharing.iteration_choices(space)
+            if config.share_iterations and config.n_jobs == 1
+            else None
         )
         #: Numbers of the trials this worker recorded from its fits (iteration sharing).
         self.shared: list[int] = []
@@ -640,6 +644,12 @@ class TrialRunner:
         """Record each iteration count every fold reached as a completed trial."""
         reached = set.intersection(*(set(f.shared) for f in fits)) if fits else set()
         study = trial.study
+        if reached and self.config.n_trials is not None:
+            # Parallel trials may have filled the study since this fit began: record
+            # only what still fits (the largest counts first).
+            progress = StudyProgress.of(study)  # this trial is among the running
+            room = max(self.config.n_trials - progress.finished - progress.running, 0)
+            reached = set(sorted(reached, reverse=True)[:room])
         grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
         # Each trial goes straight to the storage (as Study.add_trial does), running, to
         # learn its number, which names its MLflow run; it completes once the run exists.
