@@ -126,7 +126,7 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
     return {
         "n_jobs": n_jobs,
         "trials": counts["study_finished"],
-        "fits": counts["complete"] - counts["reused"] + counts["pruned"] + counts["failed"],
+        "fits": counts["fits"],
         "shared": counts["shared"],
         "pruned": counts["pruned"],
         "wall_s": round(wall, 2),

@@ -43,7 +43,7 @@ from rectune import sharing
 from rectune.metrics import Evaluator, sample_users
 from rectune.models import build_model, fit_model
 from rectune.search_space import load_search_space
-from rectune.tuning import checkpoint_iterations, make_pruner, make_sampler
+from rectune.tuning import checkpoint_iterations, find_completed, make_pruner, make_sampler
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 CHECKPOINTS = 5
@@ -114,9 +114,9 @@ def replay(space, table, choices, optimum, sampler_name, pruning, seed, max_tria
         v = int(params["iterations"])
         curve = table[tuple(sorted({k: x for k, x in params.items() if k != "iterations"}.items()))]
         trials = study.get_trials(deepcopy=False)
-        for earlier in trials:
-            if earlier.state.name == "COMPLETE" and earlier.user_attrs.get("params") == params:
-                return earlier.value  # rectune reuses it: no fit
+        previous = find_completed(trials, params, exclude=trial.number)
+        if previous is not None:
+            return previous.value  # rectune reuses it: no fit
         spent["fits"] += 1
         shared = sharing.pending_iterations(trials, params, choices, None)
         reached = v

@@ -265,11 +265,11 @@ def main(
 
     counts = result.counts
     complete = counts["complete"] + counts["shared"]
-    fits = counts["complete"] - counts["reused"] + counts["pruned"] + counts["failed"]
     click.echo(
         f"Study {result.study.study_name}: {complete + counts['pruned'] + counts['failed']} "
-        f"trials this run from {fits} fits ({complete} complete, {counts['shared']} of them "
-        f"recorded from another's fit, {counts['reused']} reused; {counts['pruned']} pruned, "
+        f"trials this run from {counts['fits']} fits ({complete} complete, "
+        f"{counts['shared']} of them recorded from another's fit, {counts['reused']} reused; "
+        f"{counts['pruned']} pruned, "
         f"{counts['failed']} failed); "
         f"{counts['study_finished']} of {config.n_trials} finished in the study"
         + (f", {result.resumed_trials} trials from earlier runs" if result.resumed_trials else "")

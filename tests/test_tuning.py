@@ -179,6 +179,7 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
         "complete": 0,
         "reused": 0,
         "shared": 0,  # pruned at iteration 2 of 8, before the 4 it would have recorded
+        "fits": 4 + failed,
         "pruned": 4,
         "failed": failed,
         "study_finished": 4,

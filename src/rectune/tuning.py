@@ -1129,6 +1129,12 @@ def _finish(
         "complete": sum(t.state == states.COMPLETE for t in mine),
         "reused": sum(t.state == states.COMPLETE and "reused_from" in t.user_attrs for t in mine),
         "shared": len(runner.shared),
+        # Models this worker fitted: its trials less the reused (and shared) ones.
+        "fits": sum(
+            t.state in (states.PRUNED, states.FAIL)
+            or (t.state == states.COMPLETE and "reused_from" not in t.user_attrs)
+            for t in mine
+        ),
         "pruned": sum(t.state == states.PRUNED for t in mine),
         "failed": sum(t.state == states.FAIL for t in mine),
         "study_finished": sum(t.state in studies.FINISHED for t in trials),
