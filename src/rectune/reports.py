@@ -8,10 +8,13 @@ Markdown and HTML.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import importlib
 import json
 import re
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,24 @@ from optuna.importance import (
 )
 
 from rectune._io import write_json_atomic, write_text_atomic
+
+#: Imported by the report on first use: about 1.7 s of a fresh process (scikit-learn
+#: for fANOVA, plotly through Optuna's plots).
+_REPORT_MODULES = ("sklearn.ensemble", "optuna.visualization")
+
+
+def import_behind() -> threading.Thread:
+    """Import what a study report needs in a background thread, so that those seconds
+    overlap the study's first fit instead of following its last."""
+
+    def load() -> None:
+        for name in _REPORT_MODULES:
+            with contextlib.suppress(ImportError):  # the report says what is missing
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="rectune-report-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
@@ -75,12 +96,18 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
     return figures, skipped
 
 
+#: Trees of the fANOVA forest. Optuna's default, 64, costs 0.6 s on a 50-trial study;
+#: with 16 the importances of rectune's spaces move by about as much between seeds
+#: (standard deviation 0.02 against 0.015) at a third of the cost.
+FANOVA_TREES = 16
+
+
 def importances(study: optuna.Study, seed: int = 42) -> dict[str, Any]:
     """fANOVA and PED-ANOVA importance of each parameter for the first objective."""
     target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     out: dict[str, Any] = {}
     evaluators = {
-        "fanova": FanovaImportanceEvaluator(seed=seed),
+        "fanova": FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=seed),
         "ped_anova": PedAnovaImportanceEvaluator(),
     }
     for name, evaluator in evaluators.items():
