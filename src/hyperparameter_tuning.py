@@ -114,9 +114,10 @@ class _LevelPrefix(logging.Formatter):
 )
 @click.option(
     "--storage",
-    help="Optuna storage URL: postgresql://USER:PASSWORD@HOST/DB lets workers on "
-    "several machines share a study [default: sqlite:///<folder of --output>/optuna.db; "
-    "never the MLflow database].",
+    help="Optuna storage: the path of a journal file (processes of one machine), or a "
+    "database URL: postgresql://USER:PASSWORD@HOST/DB lets workers on several machines "
+    "share a study, sqlite:///PATH is one machine's [default: <folder of --output>/"
+    "optuna.journal; never the MLflow database].",
 )
 @click.option(
     "--heartbeat",

@@ -300,6 +300,14 @@ CASES = [
         "is the MLflow tracking database",
     ),
     Case(
+        "SQLite database given as a journal file",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(
+            f, "--model", "als", "--storage", str(write(f / "old.db", b"SQLite format 3\x00" * 8))
+        ),
+        "is a SQLite database, not an Optuna journal file; give it as a URL: sqlite:///",
+    ),
+    Case(
         "Study created for another model",
         hyperparameter_tuning.main,
         study_for_another(["--model", "bpr"]),

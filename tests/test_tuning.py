@@ -1,14 +1,17 @@
 """Tuning: Optuna studies with one MLflow child run per trial, and the output file."""
 
 import json
+import time
 
 import optuna
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
+from rectune import studies
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.tuning import (
@@ -51,8 +54,7 @@ def tune(tmp_path, monkeypatch, mlflow_uri, synthetic_dataset):
             "search_space": tmp_path / f"{model}.yaml",
             "experiment_name": f"test-{tmp_path.name}",
             "show_progress": False,
-            "pruner": "none",
-            "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+            "pruner": "none",  # the storage: the default journal file, models/optuna.journal
         }
         settings.update(overrides)
         return run_tuning(TuningConfig(**settings), pruner=pruner, fit=fit)
@@ -798,3 +800,74 @@ def test_eval_users_scores_a_fixed_sample(tune, synthetic_dataset):
         tune(n_trials=2, eval_users=60)
     with pytest.raises(ConfigError, match="created with eval_users=50, not None"):
         tune(n_trials=2)
+
+
+# --------------------------------------------------------------------- Optuna storage
+
+
+def test_the_default_storage_is_a_journal_file_beside_the_output(tune, tmp_path):
+    result = tune(n_trials=2)
+    journal = tmp_path / "models" / "optuna.journal"
+    assert result.config.resolved_storage == str(journal)
+    assert not (tmp_path / "models" / "optuna.db").exists()
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name=result.study.study_name, storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    again = tune(n_trials=3)
+    assert again.resumed_trials == 2
+    assert len(again.study.trials) == 3
+
+
+def test_a_study_in_an_earlier_versions_sqlite_file_resumes(tune, tmp_path):
+    database = tmp_path / "models" / "optuna.db"
+    first = tune(n_trials=2, storage=f"sqlite:///{database}")
+    again = tune(n_trials=3)  # no --storage: the default finds optuna.db, not a journal
+    assert again.config.resolved_storage == f"sqlite:///{database}"
+    assert again.resumed_trials == 2
+    assert again.parent_run_id == first.parent_run_id
+    assert not (tmp_path / "models" / "optuna.journal").exists()
+
+
+def test_a_sqlite_file_given_as_a_path_is_refused(tune, tmp_path):
+    database = tmp_path / "models" / "optuna.db"
+    tune(n_trials=1, storage=f"sqlite:///{database}")
+    with pytest.raises(ConfigError, match=f"is a SQLite database.*sqlite:///{database}"):
+        tune(n_trials=1, storage=str(database))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_dead_workers_trial_in_a_journal_file_is_failed_and_retried(tune, tmp_path):
+    first = tune(n_trials=2)
+    # A worker that died mid-trial: its trial stays RUNNING, its heartbeat long silent.
+    storage = studies.make_storage(first.config.resolved_storage)
+    study = optuna.load_study(study_name=first.study.study_name, storage=storage)
+    dead = study.ask({"factors": optuna.distributions.CategoricalDistribution([8, 16])})
+    dead.suggest_categorical("regularization", [0.1, 1.0])
+    dead.suggest_categorical("iterations", [4, 8])
+    storage.set_trial_system_attr(dead._trial_id, studies.HEARTBEAT_ATTR, time.time() - 100)
+    assert storage.get_trial(dead._trial_id).state.name == "RUNNING"
+
+    result = tune(n_trials=3)
+    trials = {t.number: t for t in result.study.trials}
+    assert trials[dead.number].state.name == "FAIL"
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1
+    assert retries[0].state.name == "COMPLETE"
+    assert retries[0].params == trials[dead.number].params
+    # The retry does not inherit the dead worker's last heartbeat.
+    assert retries[0].system_attrs[studies.HEARTBEAT_ATTR] > time.time() - 60
+    assert any(f"trial(s) {dead.number} had stopped sending heartbeats" in n for n in result.notes)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_live_trials_heartbeat_keeps_it_running(tmp_path):
+    handler = studies.StaleTrialHandler()
+    storage = studies.make_storage(str(tmp_path / "optuna.journal"), heartbeat=1, on_stale=handler)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    studies.fail_stale_trials(study)
+    assert storage.get_trial(trial._trial_id).state.name == "RUNNING"
+    storage.set_trial_system_attr(trial._trial_id, studies.HEARTBEAT_ATTR, time.time() - 3.5)
+    studies.fail_stale_trials(study)  # silent for more than 3 heartbeats of 1 s
+    assert storage.get_trial(trial._trial_id).state.name == "FAIL"

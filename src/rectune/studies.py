@@ -1,12 +1,17 @@
 """Optuna storage for studies that several workers share, and that survive crashes.
 
-* Storages are Optuna's RDB storage (SQLite for one machine, PostgreSQL or MySQL for
-  several) with **heartbeats**: a running trial whose worker stops beating for
+* A storage is a database URL (Optuna's RDB storage: PostgreSQL or MySQL for workers on
+  several machines, ``sqlite:///`` for one) or the path of an Optuna **journal file**
+  (:class:`JournalFile`, the default: one machine). A journal file appends one line per
+  change and answers reads from memory, so a trial's bookkeeping costs about a tenth of
+  what it costs in SQLite (see ``benchmarks/overhead.py``).
+* Both kinds have **heartbeats**: a running trial whose worker stops beating for
   ``grace_period`` seconds (killed, or cut off from the database) is marked FAIL by the
   next worker that looks, and its parameters are queued to run once more.
 * :func:`study_lock` is a lock across processes and machines, held in the storage itself
-  (a PostgreSQL or MySQL advisory lock, a file lock beside a SQLite file). Workers take
-  it to find or create the study's MLflow parent run, so two never make two parents.
+  (a PostgreSQL or MySQL advisory lock, a file lock beside a SQLite or journal file).
+  Workers take it to find or create the study's MLflow parent run, so two never make two
+  parents.
 * :class:`StudyProgress` counts a study's trials by state; workers stop when the study
   holds the requested number of finished (complete or pruned) trials.
 """
@@ -14,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import random
 import time
@@ -25,6 +31,9 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
@@ -44,11 +53,19 @@ CONNECTION_ERRORS = (
     sqlalchemy.exc.InterfaceError,
 )
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: System attribute of a journal file's running trial: its last heartbeat (Unix time).
+HEARTBEAT_ATTR = "rectune:heartbeat"
 _CREATE_ATTEMPTS = 5
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class StorageUnavailableError(RectuneError):
     """The Optuna storage stopped answering and retries did not bring it back."""
+
+
+def is_url(storage: str) -> bool:
+    """Whether a ``--storage`` value is a database URL (else: a journal file's path)."""
+    return "://" in storage
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -87,7 +104,77 @@ class StaleTrialHandler:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         for hook in self.on_stale:
             hook(trial)
+        if HEARTBEAT_ATTR in trial.system_attrs:
+            # The retry copies the system attributes; a dead worker's last heartbeat
+            # would make the retry look stale the moment it starts.
+            trial = copy.copy(trial)
+            trial.system_attrs = {
+                k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR
+            }
         self._retry(study, trial)
+
+
+class JournalFile(JournalStorage, BaseHeartbeat):
+    """An Optuna journal file with heartbeats: studies of one machine's processes.
+
+    Every change is one appended JSON line (under a file lock, so several processes may
+    share the file); reads come from the state replayed in memory. A running trial's
+    heartbeat is its system attribute :data:`HEARTBEAT_ATTR`; a trial silent for
+    ``grace_period`` seconds is stale (clocks of one machine agree).
+    """
+
+    def __init__(
+        self, path: Path, heartbeat: int, grace_period: int, on_stale: StaleTrialHandler
+    ) -> None:
+        self.path = path
+        #: What messages show (a path holds no password).
+        self.url = str(path)
+        self._heartbeat = heartbeat
+        self._grace_period = grace_period
+        self._on_stale = on_stale
+        super().__init__(JournalFileBackend(str(path)))
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [
+            t._trial_id
+            for t in running
+            if now - t.system_attrs.get(HEARTBEAT_ATTR, now) > self._grace_period
+        ]
+
+    def get_heartbeat_interval(self) -> int:
+        return self._heartbeat
+
+    def get_heartbeat_stale_trial_callback(self) -> StaleTrialHandler:
+        return self._on_stale
+
+
+def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None) -> JournalFile:
+    """A journal file (made if missing), or a ConfigError naming what is wrong with it."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        header = b""
+    except OSError as err:
+        raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
+    if header == _SQLITE_HEADER:
+        raise ConfigError(
+            f"--storage {path} is a SQLite database, not an Optuna journal file; "
+            f"give it as a URL: sqlite:///{path.resolve()}"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalFile(
+            path, heartbeat, GRACE_FACTOR * heartbeat, on_stale or StaleTrialHandler()
+        )
+    except (OSError, ValueError) as err:  # unreadable, or lines that are not a journal
+        raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -101,15 +188,18 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 def make_storage(
     url: str, heartbeat: int = DEFAULT_HEARTBEAT, on_stale: StaleTrialHandler | None = None
-) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats (stale after ``GRACE_FACTOR * heartbeat`` seconds).
+) -> BaseStorage:
+    """A storage with heartbeats (stale after ``GRACE_FACTOR * heartbeat`` seconds): an
+    RDB storage for a database URL, a :class:`JournalFile` for a path.
 
     Raises
     ------
     ConfigError
-        When the URL is not a database URL, its driver is missing, or the database
-        cannot be reached; the message has any password redacted.
+        When the URL's driver is missing or its database cannot be reached (the message
+        has any password redacted), or the path is not a journal file.
     """
+    if not is_url(url):
+        return _open_journal(Path(url), heartbeat, on_stale)
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +229,7 @@ def make_storage(
 
 
 def open_study(
-    storage: optuna.storages.RDBStorage,
+    storage: BaseStorage,
     name: str,
     *,
     description: dict[str, Any],
@@ -193,12 +283,18 @@ def _lock_key(name: str) -> int:
 
 
 @contextlib.contextmanager
-def study_lock(storage: optuna.storages.RDBStorage, name: str) -> Iterator[None]:
+def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
     """Hold a lock named ``name`` across every process using ``storage``.
 
-    PostgreSQL: a session advisory lock; MySQL: ``GET_LOCK``; SQLite: an exclusive
-    ``flock`` on a file beside the database (SQLite studies share one machine).
+    PostgreSQL: a session advisory lock; MySQL: ``GET_LOCK``; SQLite and journal files:
+    an exclusive ``flock`` on a file beside the database (they share one machine).
     """
+    if isinstance(storage, JournalFile):
+        # Not PATH.lock: Optuna's own lock on the journal's appends is named so.
+        with file_lock(storage.path.with_name(storage.path.name + ".study")):
+            yield
+        return
+    assert isinstance(storage, optuna.storages.RDBStorage)
     dialect = storage.engine.dialect.name
     path = sqlite_path(storage.url)
     if dialect == "sqlite" and path is not None:
@@ -267,11 +363,14 @@ def fail_stale_trials(study: optuna.Study) -> None:
 __all__ = [
     "CONNECTION_ERRORS",
     "DEFAULT_HEARTBEAT",
+    "HEARTBEAT_ATTR",
     "STUDY_ATTR",
+    "JournalFile",
     "StaleTrialHandler",
     "StorageUnavailableError",
     "StudyProgress",
     "fail_stale_trials",
+    "is_url",
     "make_storage",
     "open_study",
     "same_database",

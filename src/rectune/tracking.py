@@ -14,11 +14,11 @@ pipeline run in the UI leads to every stage; trials nest one level further down.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
@@ -104,6 +104,64 @@ def mlflow_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
+class PendingRun:
+    """A run :meth:`Tracker.start_run_behind` asked for; the writer thread makes it.
+
+    Pass it wherever a run id goes; writes queued for it wait for it to exist.
+    """
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self._settled = threading.Event()
+
+    def settle(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self._settled.set()
+
+    def wait(self) -> str | None:
+        """The run's id once it exists and its ``then`` hook ran (``None`` if creating
+        it failed: the failure is in :attr:`Tracker.write_errors`)."""
+        self._settled.wait()
+        return self.run_id
+
+
+#: A run, by id or pending.
+RunRef = str | PendingRun
+
+
+def _run_id(run: RunRef) -> str | None:
+    return run.run_id if isinstance(run, PendingRun) else run
+
+
+class _WriteQueue:
+    """Writes for one background thread: urgent ones (run creations) go first."""
+
+    def __init__(self) -> None:
+        self._urgent: collections.deque[Callable[[], Any]] = collections.deque()
+        self._rest: collections.deque[Callable[[], Any]] = collections.deque()
+        self._ready = threading.Condition()
+        self._closing = False
+
+    def put(self, write: Callable[[], Any], *, urgent: bool = False) -> None:
+        with self._ready:
+            (self._urgent if urgent else self._rest).append(write)
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Let the writer finish what is queued, then stop."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+
+    def get(self) -> Callable[[], Any] | None:
+        """The next write; ``None`` once closing and empty."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._closing or self._urgent or self._rest)
+            if self._urgent or self._rest:
+                return (self._urgent or self._rest).popleft()
+            return None
+
+
 def _stringify(value: Any) -> str:
     text = str(value)
     return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
@@ -127,7 +185,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient()
         #: Writes queued by :meth:`write_behind`, and the errors of those that failed.
-        self._writes: queue.Queue[Callable[[], Any] | None] | None = None
+        self._writes: _WriteQueue | None = None
         self.write_errors: list[str] = []
         self.uri = tracking_uri()
         self.pipeline_run = None
@@ -185,9 +243,40 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         return run.info.run_id
 
+    def start_run_behind(
+        self,
+        run_name: str,
+        *,
+        parent_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        then: Callable[[str], Any] | None = None,
+    ) -> PendingRun:
+        """Like :meth:`start_run`, but within :meth:`write_behind` the run is made by the
+        writer thread (before any other queued write) and the caller goes on at once.
+
+        ``then(run_id)`` runs as soon as the run exists (a tuning trial records the id
+        with Optuna there); :meth:`PendingRun.wait` returns once it has.
+        """
+        pending = PendingRun()
+
+        def create() -> None:
+            run_id = None
+            try:
+                run_id = self.start_run(run_name, parent_id=parent_id, tags=tags)
+                if then is not None:
+                    then(run_id)
+            finally:
+                pending.settle(run_id)
+
+        if self._writes is None:
+            create()
+        else:
+            self._writes.put(lambda: self._attempt(create), urgent=True)
+        return pending
+
     def log(
         self,
-        run_id: str,
+        run_id: RunRef,
         *,
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -216,7 +305,7 @@ class Tracker:
             tags=[RunTag(key, _stringify(value)) for key, value in (tags or {}).items()],
         )
 
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+    def set_tags(self, run_id: RunRef, tags: Mapping[str, Any]) -> None:
         self.log(run_id, tags=tags)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
@@ -226,30 +315,26 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
+    def end_run(self, run_id: RunRef, status: RunStatus = "FINISHED") -> None:
         self._write(self.client.set_terminated, run_id, status=status)
 
     @contextlib.contextmanager
     def write_behind(self) -> Iterator[None]:
-        """Within the block, :meth:`log`, :meth:`set_tags` and :meth:`end_run` are
-        queued and done in order by one background thread, so the caller goes on (a
-        tuning study fits its next model) while MLflow writes. The block ends when every
-        queued write is done. A write that fails is logged as a warning and kept in
-        :attr:`write_errors`; it does not stop the caller.
+        """Within the block, :meth:`start_run_behind`, :meth:`log`, :meth:`set_tags` and
+        :meth:`end_run` are queued and done by one background thread (run creations
+        first, the rest in order), so the caller goes on (a tuning study fits its next
+        model) while MLflow writes. The block ends when every queued write is done. A
+        write that fails is logged as a warning and kept in :attr:`write_errors`; it does
+        not stop the caller.
         """
         if self._writes is not None:  # already writing behind
             yield
             return
-        writes: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        writes = _WriteQueue()
 
         def drain() -> None:
             while (write := writes.get()) is not None:
-                try:
-                    write()
-                except Exception as err:  # the study goes on; the run misses this write
-                    message = redact_text(f"{type(err).__name__}: {str(err).splitlines()[0]}")
-                    self.write_errors.append(message)
-                    log.warning("an MLflow write failed: %s", message)
+                self._attempt(write)
 
         writer = threading.Thread(target=drain, name="mlflow-writer", daemon=True)
         writer.start()
@@ -258,15 +343,31 @@ class Tracker:
             yield
         finally:
             self._writes = None
-            writes.put(None)
+            writes.close()
             writer.join()
 
-    def _write(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        writes = self._writes
-        if writes is None:
-            call(*args, **kwargs)
+    def _attempt(self, write: Callable[[], Any]) -> None:
+        """Do a queued write; a failure becomes a warning (the study goes on)."""
+        try:
+            write()
+        except Exception as err:
+            message = redact_text(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+            self.write_errors.append(message)
+            log.warning("an MLflow write failed: %s", message)
+
+    def _write(self, call: Callable[..., Any], run: RunRef, **kwargs: Any) -> None:
+        """``call(run_id, **kwargs)``, now or queued; skipped for a run whose creation
+        failed (that failure was reported once)."""
+
+        def write() -> None:
+            run_id = _run_id(run)
+            if run_id is not None:
+                call(run_id, **kwargs)
+
+        if self._writes is None:
+            write()
         else:
-            writes.put(lambda: call(*args, **kwargs))
+            self._writes.put(write)
 
     def run_in_experiment(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""

@@ -7,7 +7,8 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 
 * One fit serves every ``iterations`` choice of the search space (see
   :mod:`rectune.sharing`): a trial fitting ``v`` iterations is scored at each smaller
-  choice on the way, and each is recorded as a completed trial of its own.
+  choice on the way, and each is recorded as a trial of its own: started (with a
+  heartbeat and its MLflow run) when the fit reaches it, completed when the fit ends.
 * A parameter combination that already completed in the study is not refitted: the
   trial reuses its values (tagged ``reused_from_trial``).
 * ``eval_users`` scores every trial on the same seeded sample of validation users.
@@ -41,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
 from rectune import __version__, sharing, studies
 from rectune._io import file_lock, lock_path, write_json_atomic
@@ -65,7 +68,7 @@ from rectune.studies import (
     StudyProgress,
     same_database,
 )
-from rectune.tracking import Tracker, default_experiment, tracking_uri
+from rectune.tracking import PendingRun, RunRef, Tracker, default_experiment, tracking_uri
 from rectune.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,9 @@ OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
 FIT_SECONDS = "fit_seconds"
 #: Study user attribute mapping a tracking store (and experiment) to the parent run.
 PARENT_RUNS_ATTR = "mlflow_parent_runs"
+#: The default Optuna storage, beside ``--output``; earlier versions kept a SQLite file.
+DEFAULT_JOURNAL = "optuna.journal"
+LEGACY_DATABASE = "optuna.db"
 _OBJECTIVE = re.compile(r"^(?P<metric>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
 
 
@@ -206,7 +212,16 @@ class TuningConfig:
 
     @property
     def resolved_storage(self) -> str:
-        return self.storage or f"sqlite:///{Path(self.output).resolve().parent / 'optuna.db'}"
+        """``--storage``, else the journal file ``optuna.journal`` beside ``--output``
+        (or, where only the SQLite ``optuna.db`` of earlier versions is there, that one,
+        so its studies resume)."""
+        if self.storage:
+            return self.storage
+        folder = Path(self.output).resolve().parent
+        journal, database = folder / DEFAULT_JOURNAL, folder / LEGACY_DATABASE
+        if not journal.exists() and database.exists():
+            return f"sqlite:///{database}"  # resume studies made before journal files
+        return str(journal)
 
     @property
     def reports_dir(self) -> Path:
@@ -306,7 +321,7 @@ def open_study(
     config: TuningConfig,
     space: SearchSpace,
     dataset: SplitDataset,
-    storage: optuna.storages.RDBStorage,
+    storage: BaseStorage,
 ) -> optuna.Study:
     """Create the study in ``storage``, or load it to resume; refuse one made for another
     model, objective, dataset or fold count."""
@@ -447,7 +462,9 @@ class TrialRunner:
             raise SurplusTrial(f"the study already has {target} trials")
         self.ran.append(trial.number)
         params = self.space.suggest(trial)
-        run_id = self.tracker.start_run(
+        # The run is made behind the fit; its id joins the trial's attributes as soon
+        # as it exists (a killed worker's run is found and ended through it).
+        run_id = self.tracker.start_run_behind(
             f"trial-{trial.number}",
             parent_id=self.parent_id,
             tags={
@@ -455,32 +472,33 @@ class TrialRunner:
                 "study": self.config.resolved_study_name,
                 "model": self.config.model,
             },
+            then=lambda made: trial.set_user_attr("mlflow_run_id", made),
         )
-        trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("params", params)
-        self.tracker.log(run_id, params=params)
+        # The params go to MLflow with the trial's result (one write, not two).
         try:
             previous = find_completed(trials, params, exclude=trial.number)
             if previous is not None:
-                return self._reuse(trial, previous, run_id)
+                return self._reuse(trial, previous, run_id, params)
             return self._train(trial, params, run_id, trials)
         except optuna.TrialPruned:
-            self.tracker.set_tags(run_id, {"pruned": "true", "state": "PRUNED"})
-            self.tracker.end_run(run_id, "FINISHED")
+            self.tracker.end_run(run_id, "FINISHED")  # _train logged its result
             raise
         except Exception as err:
             self.failed += 1
             message = f"{type(err).__name__}: {err}"
             log.warning("trial %d failed: %s", trial.number, message)
-            self.tracker.set_tags(run_id, {"error": message, "state": "FAIL"})
+            self.tracker.log(run_id, params=params, tags={"error": message, "state": "FAIL"})
             self.tracker.end_run(run_id, "FAILED")
             trial.set_user_attr("error", message)
             raise
         except BaseException:  # Ctrl-C: the run did not fail, it was stopped
             trial.set_user_attr("error", "interrupted")
-            self.tracker.set_tags(run_id, {"error": "interrupted", "state": "FAIL"})
+            self.tracker.log(run_id, params=params, tags={"error": "interrupted", "state": "FAIL"})
             self.tracker.end_run(run_id, "KILLED")
             raise
+        finally:
+            run_id.wait()  # the trial must not end before its run id is recorded
 
     def end_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
         """End the MLflow run of a trial whose worker stopped sending heartbeats."""
@@ -502,13 +520,18 @@ class TrialRunner:
             log.warning("could not end the MLflow run of stale trial %d: %s", trial.number, err)
 
     def _reuse(
-        self, trial: optuna.Trial, previous: optuna.trial.FrozenTrial, run_id: str
+        self,
+        trial: optuna.Trial,
+        previous: optuna.trial.FrozenTrial,
+        run_id: RunRef,
+        params: dict[str, Any],
     ) -> float | tuple[float, ...]:
         trial.set_user_attr("reused_from", previous.number)
         metrics = previous.user_attrs.get("metrics", {})
         trial.set_user_attr("metrics", metrics)
         self.tracker.log(
             run_id,
+            params=params,
             metrics=metrics,
             tags={
                 "reused_from_trial": previous.number,
@@ -524,12 +547,13 @@ class TrialRunner:
         self,
         trial: optuna.Trial,
         params: dict[str, Any],
-        run_id: str,
+        run_id: RunRef,
         trials: list[optuna.trial.FrozenTrial],
     ) -> float | tuple[float, ...]:
         config = self.config
         shared = self._shared_iterations(trials, params)
         fits: list[_FitRecord] = []
+        recorded: list[_SharedTrial] = []
         try:
             for fold, (train, _) in enumerate(self.folds):
                 model = build_model(
@@ -541,7 +565,9 @@ class TrialRunner:
                 )
                 record = _FitRecord()
                 fits.append(record)
-                callback = self._fit_callback(trial, run_id, model, fold, params, shared, record)
+                callback = self._fit_callback(
+                    trial, model, fold, params, shared, fits, recorded.append
+                )
                 self.fit(model, train, callback=callback)
                 record.fit_seconds = callback.fit_seconds()
                 started = time.perf_counter()
@@ -555,21 +581,27 @@ class TrialRunner:
                     )
                 record.metrics = metrics
         except optuna.TrialPruned:
-            self.tracker.log(run_id, history=self._history(fits))
-            if config.cv_folds == 1:  # what the fit reached before the pruner stopped it
-                self._record_shared(trial, params, fits)
+            self.tracker.log(
+                run_id,
+                params=params,
+                tags={"pruned": "true", "state": "PRUNED"},
+                history=self._history(fits),
+            )
             raise
+        finally:
+            # What the fit recorded on its way stands, however the fit ended.
+            self._complete_shared(trial, recorded)
         metrics = _mean([f.metrics for f in fits])
         metrics[FIT_SECONDS] = sum(f.fit_seconds for f in fits)
         metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
         trial.set_user_attr("metrics", metrics)
         self.tracker.log(
             run_id,
+            params=params,
             metrics=metrics,
             tags={"state": "COMPLETE", "trial_number": trial.number},
             history=self._history(fits),
         )
-        self._record_shared(trial, params, fits)
         self.tracker.end_run(run_id, "FINISHED")
         values = tuple(metrics[o.name] for o in self.objectives)
         return values if config.multi_objective else values[0]
@@ -598,16 +630,19 @@ class TrialRunner:
             room = self.config.n_trials - progress.finished - progress.running
         return sharing.pending_iterations(trials, params, self.iteration_choices, room)
 
-    def _fit_callback(self, trial, run_id, model, fold, params, shared, record):
+    def _fit_callback(self, trial, model, fold, params, shared, fits, recorded):
         """Called after every iteration: evaluates at pruning checkpoints (first fold,
-        one objective) and at the shared iteration counts; keeps fit time apart."""
+        one objective) and at the shared iteration counts, recording each of those as a
+        trial once the last fold reaches it; keeps fit time apart."""
         iterations = int(
             params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
         )
         report = fold == 0 and not self.config.multi_objective
+        last_fold = fold == len(self.folds) - 1
         marks = checkpoint_iterations(iterations, self.config.checkpoints) if report else set()
         shared = set(shared)
         objective = self.objectives[0]
+        record = fits[fold]
         started = time.perf_counter()
         paused = 0.0
 
@@ -626,11 +661,15 @@ class TrialRunner:
                 value = metrics[objective.name]
                 record.reported[done] = value  # logged to MLflow with the trial's result
                 trial.report(value, step=done)
+            if done in shared:
+                record.shared[done]["eval_seconds"] = time.perf_counter() - pause
+                if last_fold:
+                    shared_trial = self._record_shared(trial, params, fits, done)
+                    if shared_trial is not None:
+                        recorded(shared_trial)
             spent = time.perf_counter() - pause
             paused += spent
-            if done in shared:
-                record.shared[done]["eval_seconds"] = spent
-            else:
+            if done not in shared:
                 record.eval_seconds += spent
             if done in marks and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at iteration {done} with {value:.4f}")
@@ -639,59 +678,90 @@ class TrialRunner:
         return callback
 
     def _record_shared(
-        self, trial: optuna.Trial, params: dict[str, Any], fits: list[_FitRecord]
-    ) -> None:
-        """Record each iteration count every fold reached as a completed trial."""
-        reached = set.intersection(*(set(f.shared) for f in fits)) if fits else set()
+        self, trial: optuna.Trial, params: dict[str, Any], fits: list[_FitRecord], w: int
+    ) -> _SharedTrial | None:
+        """Start recording the fit's scores at ``w`` iterations as a trial of its own.
+
+        Done as soon as every fold reached ``w``, while the fit goes on, so its MLflow run
+        is made behind the fit; the trial runs (with a heartbeat, like any other) until
+        :meth:`_complete_shared`. ``None`` when the study has no room left for it.
+        """
         study = trial.study
-        if reached and self.config.n_trials is not None:
-            # Parallel trials may have filled the study since this fit began: record
-            # only what still fits (the largest counts first).
+        if self.config.n_trials is not None:
+            # Other workers may have filled the study since this fit began.
             progress = StudyProgress.of(study)  # this trial is among the running
-            room = max(self.config.n_trials - progress.finished - progress.running, 0)
-            reached = set(sorted(reached, reverse=True)[:room])
+            if progress.finished + progress.running >= self.config.n_trials:
+                return None
         grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
-        # Each trial goes straight to the storage (as Study.add_trial does), running, to
-        # learn its number, which names its MLflow run; it completes once the run exists.
-        storage, study_id = study._storage, study._study_id
-        for w in sorted(reached):
-            metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
-            values = [metrics[o.name] for o in self.objectives]
-            full = {**params, sharing.ITERATIONS: w}
-            curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
-            trial_id = storage.create_new_trial(
-                study_id,
-                template_trial=optuna.trial.create_trial(
-                    state=optuna.trial.TrialState.RUNNING,
-                    params={name: full[name] for name in trial.params},
-                    distributions=trial.distributions,
-                    intermediate_values=curve if not self.config.multi_objective else None,
-                    user_attrs={
-                        "params": full,
-                        "metrics": metrics,
-                        sharing.SHARED_FIT_OF: trial.number,
-                    },
-                    system_attrs=grid.system_attrs(full) if grid else None,
-                ),
-            )
-            number = storage.get_trial_number_from_id(trial_id)
-            run_id = self.tracker.start_run(
-                f"trial-{number}",
-                parent_id=self.parent_id,
-                tags={
-                    "trial_number": number,
-                    "study": self.config.resolved_study_name,
-                    "model": self.config.model,
-                    "shared_fit_of_trial": trial.number,
-                    "state": "COMPLETE",
+        metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
+        full = {**params, sharing.ITERATIONS: w}
+        curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
+        # Straight to the storage (as Study.add_trial does), running, to learn its
+        # number, which names its MLflow run.
+        storage = study._storage
+        trial_id = storage.create_new_trial(
+            study._study_id,
+            template_trial=optuna.trial.create_trial(
+                state=optuna.trial.TrialState.RUNNING,
+                params={name: full[name] for name in trial.params},
+                distributions=trial.distributions,
+                intermediate_values=curve if not self.config.multi_objective else None,
+                user_attrs={
+                    "params": full,
+                    "metrics": metrics,
+                    sharing.SHARED_FIT_OF: trial.number,
                 },
-            )
-            history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
-            self.tracker.log(run_id, params=full, metrics=metrics, history=history)
-            self.tracker.end_run(run_id, "FINISHED")
-            storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, values)
-            self.shared.append(number)
+                system_attrs=grid.system_attrs(full) if grid else None,
+            ),
+        )
+        # It beats until completed, like the trial whose fit it comes from: were this
+        # worker killed, it would go stale and be retried, not be left running.
+        heartbeat = get_heartbeat_thread(trial_id, storage)
+        heartbeat.start()
+        number = storage.get_trial_number_from_id(trial_id)
+        run_id = self.tracker.start_run_behind(
+            f"trial-{number}",
+            parent_id=self.parent_id,
+            tags={
+                "trial_number": number,
+                "study": self.config.resolved_study_name,
+                "model": self.config.model,
+                "shared_fit_of_trial": trial.number,
+                "state": "COMPLETE",
+            },
+            then=lambda made: storage.set_trial_user_attr(trial_id, "mlflow_run_id", made),
+        )
+        history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
+        self.tracker.log(run_id, params=full, metrics=metrics, history=history)
+        self.tracker.end_run(run_id, "FINISHED")
+        values = [metrics[o.name] for o in self.objectives]
+        return _SharedTrial(trial_id, number, values, run_id, heartbeat)
+
+    def _complete_shared(self, trial: optuna.Trial, recorded: list[_SharedTrial]) -> None:
+        """Complete the trials a fit recorded, once each has its run id."""
+        storage = trial.study._storage
+        try:
+            for shared in recorded:
+                shared.heartbeat.join()
+                shared.run_id.wait()
+                storage.set_trial_state_values(
+                    shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
+                )
+                self.shared.append(shared.number)
+        finally:  # no heartbeat thread outlives its fit (joining twice is harmless)
+            for shared in recorded:
+                shared.heartbeat.join()
+
+
+@dataclass(frozen=True)
+class _SharedTrial:
+    """A trial recorded from another's fit (iteration sharing), running until the fit ends."""
+
+    trial_id: int
+    number: int
+    values: list[float]
+    run_id: PendingRun
+    heartbeat: BaseHeartbeatThread
 
 
 @dataclass
@@ -838,6 +908,7 @@ def run_tuning(
     from rectune import reports
 
     started = time.perf_counter()
+    reports.import_behind()
     space = load_search_space(config.model, config.search_space)
     if config.resolved_sampler == "grid":
         space.grid()  # refuse continuous spaces before anything else
@@ -919,20 +990,20 @@ def run_tuning(
         tracker.end_run(parent_id, status)
 
 
-def _make_storage(config: TuningConfig, on_stale: StaleTrialHandler) -> optuna.storages.RDBStorage:
+def _make_storage(config: TuningConfig, on_stale: StaleTrialHandler) -> BaseStorage:
     url = config.resolved_storage
     if same_database(url, tracking_uri()):
         raise ConfigError(
             f"--storage {redact_url(url)} is the MLflow tracking database; Optuna and "
             "MLflow cannot share one database (both keep alembic tables): give Optuna its "
-            "own, e.g. sqlite:///models/optuna.db"
+            "own, e.g. models/optuna.journal"
         )
     return studies.make_storage(url, config.heartbeat, on_stale)
 
 
 def _join_study(
     study: optuna.Study,
-    storage: optuna.storages.RDBStorage,
+    storage: BaseStorage,
     config: TuningConfig,
     tracker: Tracker,
     space: SearchSpace,
@@ -1014,7 +1085,7 @@ def _stop_when_spoken_for(target: int) -> Callable[[optuna.Study, Any], None]:
 
 def _optimize(
     study: optuna.Study,
-    storage: optuna.storages.RDBStorage,
+    storage: BaseStorage,
     runner: TrialRunner,
     config: TuningConfig,
     notes: list[str],
@@ -1079,7 +1150,8 @@ def _optimize(
                     f"{retries} retries over {sum(STORAGE_RETRY_DELAYS):g} s did not bring "
                     "it back; finished trials are kept: run the same command to resume"
                 ) from err
-            storage.remove_session()  # its transaction died with the connection
+            if isinstance(storage, optuna.storages.RDBStorage):
+                storage.remove_session()  # its transaction died with the connection
             delay = STORAGE_RETRY_DELAYS[retries]
             retries += 1
             log.warning(

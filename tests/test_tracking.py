@@ -1,0 +1,57 @@
+"""The MLflow tracker's writes behind the caller."""
+
+import threading
+
+from mlflow.tracking import MlflowClient
+
+from rectune.tracking import Tracker
+
+
+def test_runs_made_behind_get_their_writes_in_order(mlflow_uri):
+    tracker = Tracker("test-tracking-behind")
+    seen = []
+    with tracker.write_behind():
+        pending = tracker.start_run_behind("a", tags={"t": 1}, then=seen.append)
+        tracker.log(pending, params={"p": 2}, metrics={"m": 0.5}, tags={"state": "COMPLETE"})
+        tracker.end_run(pending, "FINISHED")
+        run_id = pending.wait()
+        assert seen == [run_id]
+    run = MlflowClient().get_run(run_id)
+    assert run.info.run_name == "a"
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"p": "2"}
+    assert run.data.metrics == {"m": 0.5}
+    assert run.data.tags["t"] == "1"
+    assert run.data.tags["state"] == "COMPLETE"
+    assert tracker.write_errors == []
+
+
+def test_run_creations_go_before_queued_writes(mlflow_uri):
+    tracker = Tracker("test-tracking-order")
+    order = []
+    busy, gate = threading.Event(), threading.Event()
+    with tracker.write_behind():
+        first = tracker.start_run_behind("first")
+        first.wait()
+        tracker._write(lambda run_id: (busy.set(), gate.wait(), order.append("log")), first)
+        tracker._write(lambda run_id: order.append("log 2"), first)
+        busy.wait()  # the writer is in the middle of the first log
+        second = tracker.start_run_behind("second", then=lambda run_id: order.append("create"))
+        gate.set()
+        second.wait()
+    assert order == ["log", "create", "log 2"]
+
+
+def test_a_run_that_cannot_be_made_costs_one_warning_not_the_caller(mlflow_uri, monkeypatch):
+    tracker = Tracker("test-tracking-failure")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("store is read-only")
+
+    monkeypatch.setattr(tracker.client, "create_run", refuse)
+    with tracker.write_behind():
+        pending = tracker.start_run_behind("doomed")
+        tracker.log(pending, metrics={"m": 1.0})
+        tracker.end_run(pending, "FINISHED")
+        assert pending.wait() is None
+    assert tracker.write_errors == ["RuntimeError: store is read-only"]
