@@ -308,6 +308,12 @@ CASES = [
         "is a SQLite database, not an Optuna journal file; give it as a URL: sqlite:///",
     ),
     Case(
+        "File that is not an Optuna journal",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als", "--storage", str(write(f / "notes.txt", "hi\n"))),
+        "is not an Optuna journal file (Expecting value",
+    ),
+    Case(
         "Study created for another model",
         hyperparameter_tuning.main,
         study_for_another(["--model", "bpr"]),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import random
 import time
 import warnings
@@ -154,26 +155,42 @@ class JournalFile(JournalStorage, BaseHeartbeat):
         return self._on_stale
 
 
+def _check_journal_line(path: Path, line: bytes) -> None:
+    """Refuse a file whose first line is not an Optuna journal operation."""
+    try:
+        entry = json.loads(line)
+        error = None if isinstance(entry, dict) and "op_code" in entry else "no op_code"
+    except ValueError as err:  # not JSON (or not text)
+        error = first_line(err)
+    if error is not None:
+        raise ConfigError(
+            f"--storage {path} is not an Optuna journal file ({error}); give a new path, "
+            "or a database URL"
+        )
+
+
 def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None) -> JournalFile:
     """A journal file (made if missing), or a ConfigError naming what is wrong with it."""
     try:
         with open(path, "rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
+            first = handle.readline()
     except FileNotFoundError:
-        header = b""
+        first = b""
     except OSError as err:
         raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
-    if header == _SQLITE_HEADER:
+    if first.startswith(_SQLITE_HEADER):
         raise ConfigError(
             f"--storage {path} is a SQLite database, not an Optuna journal file; "
             f"give it as a URL: sqlite:///{path.resolve()}"
         )
+    if first:
+        _check_journal_line(path, first)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalFile(
             path, heartbeat, GRACE_FACTOR * heartbeat, on_stale or StaleTrialHandler()
         )
-    except (OSError, ValueError) as err:  # unreadable, or lines that are not a journal
+    except (OSError, ValueError) as err:  # unreadable, or a broken line further on
         raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
 
 
