@@ -33,6 +33,8 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage
+
+# Optuna's heartbeat interface, which RDBStorage implements; not exported (pinned 5.0.0).
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -173,7 +175,7 @@ def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None
     """A journal file (made if missing), or a ConfigError naming what is wrong with it."""
     try:
         with open(path, "rb") as handle:
-            first = handle.readline()
+            first = handle.readline(1 << 16)  # enough for one journal line
     except FileNotFoundError:
         first = b""
     except OSError as err:
