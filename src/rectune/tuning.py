@@ -464,15 +464,8 @@ class TrialRunner:
         params = self.space.suggest(trial)
         # The run is made behind the fit; its id joins the trial's attributes as soon
         # as it exists (a killed worker's run is found and ended through it).
-        run_id = self.tracker.start_run_behind(
-            f"trial-{trial.number}",
-            parent_id=self.parent_id,
-            tags={
-                "trial_number": trial.number,
-                "study": self.config.resolved_study_name,
-                "model": self.config.model,
-            },
-            then=lambda made: trial.set_user_attr("mlflow_run_id", made),
+        run_id = self._start_trial_run(
+            trial.number, lambda made: trial.set_user_attr("mlflow_run_id", made)
         )
         trial.set_user_attr("params", params)
         # The params go to MLflow with the trial's result (one write, not two).
@@ -499,6 +492,23 @@ class TrialRunner:
             raise
         finally:
             run_id.wait()  # the trial must not end before its run id is recorded
+
+    def _start_trial_run(
+        self, number: int, record_id: Callable[[str], Any], **tags: Any
+    ) -> PendingRun:
+        """Trial ``number``'s child run, made behind the caller; ``record_id(run_id)``
+        stores its id with the Optuna trial as soon as it exists."""
+        return self.tracker.start_run_behind(
+            f"trial-{number}",
+            parent_id=self.parent_id,
+            tags={
+                "trial_number": number,
+                "study": self.config.resolved_study_name,
+                "model": self.config.model,
+                **tags,
+            },
+            then=record_id,
+        )
 
     def end_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
         """End the MLflow run of a trial whose worker stopped sending heartbeats."""
@@ -719,17 +729,11 @@ class TrialRunner:
         heartbeat = get_heartbeat_thread(trial_id, storage)
         heartbeat.start()
         number = storage.get_trial_number_from_id(trial_id)
-        run_id = self.tracker.start_run_behind(
-            f"trial-{number}",
-            parent_id=self.parent_id,
-            tags={
-                "trial_number": number,
-                "study": self.config.resolved_study_name,
-                "model": self.config.model,
-                "shared_fit_of_trial": trial.number,
-                "state": "COMPLETE",
-            },
-            then=lambda made: storage.set_trial_user_attr(trial_id, "mlflow_run_id", made),
+        run_id = self._start_trial_run(
+            number,
+            lambda made: storage.set_trial_user_attr(trial_id, "mlflow_run_id", made),
+            shared_fit_of_trial=trial.number,
+            state="COMPLETE",
         )
         history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
         self.tracker.log(run_id, params=full, metrics=metrics, history=history)
@@ -739,18 +743,15 @@ class TrialRunner:
 
     def _complete_shared(self, trial: optuna.Trial, recorded: list[_SharedTrial]) -> None:
         """Complete the trials a fit recorded, once each has its run id."""
+        for shared in recorded:  # first, so that no heartbeat thread outlives its fit
+            shared.heartbeat.join()
         storage = trial.study._storage
-        try:
-            for shared in recorded:
-                shared.heartbeat.join()
-                shared.run_id.wait()
-                storage.set_trial_state_values(
-                    shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
-                )
-                self.shared.append(shared.number)
-        finally:  # no heartbeat thread outlives its fit (joining twice is harmless)
-            for shared in recorded:
-                shared.heartbeat.join()
+        for shared in recorded:
+            shared.run_id.wait()
+            storage.set_trial_state_values(
+                shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
+            )
+            self.shared.append(shared.number)
 
 
 @dataclass(frozen=True)
