@@ -42,8 +42,9 @@ from _common import CONTEXT, json_option, machine, print_table, split_synthetic,
 from rectune import sharing
 from rectune.metrics import Evaluator, sample_users
 from rectune.models import build_model, fit_model
+from rectune.samplers import make_sampler
 from rectune.search_space import load_search_space
-from rectune.tuning import checkpoint_iterations, find_completed, make_pruner, make_sampler
+from rectune.tuning import checkpoint_iterations, find_completed, make_pruner
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 CHECKPOINTS = 5

@@ -9,8 +9,9 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
   :mod:`rectune.sharing`): a trial fitting ``v`` iterations is scored at each smaller
   choice on the way, and each is recorded as a trial of its own: started (with a
   heartbeat and its MLflow run) when the fit reaches it, completed when the fit ends.
-* A parameter combination that already completed in the study is not refitted: the
-  trial reuses its values (tagged ``reused_from_trial``).
+* Samplers propose a combination the study has not tried yet while a finite space has
+  one (:mod:`rectune.samplers`); a combination that already completed is not refitted:
+  the trial reuses its values (tagged ``reused_from_trial``).
 * ``eval_users`` scores every trial on the same seeded sample of validation users.
 * Data is loaded once per study, and one :class:`rectune.metrics.Evaluator` per fold
   scores every trial, reusing its buffers.
@@ -27,7 +28,6 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import math
@@ -58,6 +58,7 @@ from rectune.models import (
     resolve_device,
 )
 from rectune.processed import SplitDataset, load_dataset
+from rectune.samplers import make_sampler
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
 from rectune.studies import (
@@ -249,35 +250,7 @@ class TuningResult:
     interrupted: bool = False
 
 
-# --------------------------------------------------------------------------- samplers
-
-
-def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler called ``name``, seeded."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return sharing.GridSampler(space.grid(), seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "cmaes":
-        if importlib.util.find_spec("cmaes") is None:
-            raise ConfigError("the cmaes sampler needs the 'cmaes' package: pip install cmaes")
-        # Its per-trial warning about categorical parameters becomes one note instead.
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        if importlib.util.find_spec("torch") is None:
-            raise ConfigError(
-                "the gp sampler needs PyTorch, which is not installed (it is several GB); "
-                "install the CPU build with `pip install torch --index-url "
-                "https://download.pytorch.org/whl/cpu`, or pick another --sampler"
-            )
-        return optuna.samplers.GPSampler(seed=seed)
-    raise ConfigError(f"unknown sampler {name!r}")
+# --------------------------------------------------------------------------- pruners
 
 
 def make_pruner(name: str, max_iterations: int) -> optuna.pruners.BasePruner:
