@@ -149,8 +149,22 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     assert set(importance["fanova"]) == {"factors", "regularization", "iterations"}
     report = result.report_path.read_text()
     assert result.report_path.parent == tmp_path / "models" / "reports"
-    assert report.count('<script type="text/javascript">/**') <= 1  # plotly.js once
+    assert report.count('<script type="text/javascript">/**') == 1  # plotly.js once
+    assert report.count('class="plotly-graph-div"') == len(plots)
     assert "Best parameters" in report and "Trials" in report
+    client.download_artifacts(result.parent_run_id, "plots/slice.html", str(tmp_path))
+    plot = (tmp_path / "plots" / "slice.html").read_text()
+    assert plot.count('class="plotly-graph-div"') == 1 and "/**" not in plot  # from the CDN
+
+
+def test_plot_pages_load_plotly_from_its_cdn_as_plotly_itself_writes_it():
+    import plotly.graph_objects as go
+
+    from rectune.reports import _plotly_from_cdn
+
+    tag = _plotly_from_cdn()
+    assert 'integrity="sha256-' in tag
+    assert tag in go.Figure().to_html(include_plotlyjs="cdn")  # same URL and hash
 
 
 def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):

@@ -8,7 +8,10 @@ Markdown and HTML.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
+import hashlib
 import html
 import importlib
 import json
@@ -145,18 +148,48 @@ def _trial_rows(study: optuna.Study) -> list[list[Any]]:
     return rows
 
 
+def _plot_divs(figures: dict[str, Any]) -> dict[str, str]:
+    """Each figure as an HTML ``<div>`` that draws it once plotly.js is loaded."""
+    return {
+        name: figure.to_html(full_html=False, include_plotlyjs=False)
+        for name, figure in figures.items()
+    }
+
+
+def _plotly_inline() -> str:
+    """plotly.js itself, for a page that must work offline."""
+    from plotly.offline import get_plotlyjs
+
+    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+
+
+@functools.cache
+def _plotly_from_cdn() -> str:
+    """The tag plotly writes to load plotly.js from its CDN, with the hash of the copy
+    it bundles (subresource integrity). plotly hashes those 4.8 MB for every figure it
+    writes this way; here they are hashed once."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    digest = base64.b64encode(hashlib.sha256(get_plotlyjs().encode()).digest()).decode()
+    url = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    return (
+        f'<script charset="utf-8" src="{url}" integrity="sha256-{digest}" '
+        'crossorigin="anonymous"></script>'
+    )
+
+
 def render_report(
     study: optuna.Study,
     summary: dict[str, Any],
-    figures: dict[str, Any],
+    divs: dict[str, str],
     skipped: dict[str, str],
     importance: dict[str, Any],
 ) -> str:
-    """One self-contained HTML page: summary, best parameters, trials, importances, plots."""
-    plots = []
-    for index, (name, figure) in enumerate(figures.items()):
-        body = figure.to_html(full_html=False, include_plotlyjs=index == 0)
-        plots.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3>{body}")
+    """One self-contained HTML page: summary, best parameters, trials, importances, and
+    the plots (``divs``: each figure's ``<div>``, with plotly.js inlined once)."""
+    plots = [_plotly_inline()] if divs else []
+    for name, div in divs.items():
+        plots.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3>{div}")
     for name, reason in skipped.items():
         plots.append(f"<p><em>{html.escape(name)}: not drawn ({html.escape(reason)})</em></p>")
     params = summary.get("best_params") or {}
@@ -210,15 +243,16 @@ def write_study_reports(
     """
     figures, skipped = study_figures(study)
     importance = importances(study, seed=seed)
-    report = render_report(study, summary, figures, skipped, importance)
+    divs = _plot_divs(figures)  # one conversion serves the report and the plot files
+    report = render_report(study, summary, divs, skipped, importance)
     safe_name = re.sub(r"[^A-Za-z0-9._@-]+", "_", study.study_name).strip("._") or "study"
     report_path = Path(reports_dir) / f"{safe_name}.html"
     write_text_atomic(report_path, report)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, figure in figures.items():
+        for name, div in divs.items():
             path = folder / f"{name}.html"
-            figure.write_html(str(path), include_plotlyjs="cdn")
+            path.write_text(_page(name.replace("_", " "), _plotly_from_cdn() + div))
             tracker.log_artifact(parent_run_id, path, "plots")
         write_json_atomic(folder / "importance.json", importance)
         tracker.log_artifact(parent_run_id, folder / "importance.json")
