@@ -95,15 +95,6 @@ def test_running_and_pruned_trials_count_as_tried_and_failed_ones_do_not():
     assert next_params(study_with((8, 10, TrialState.FAIL))) == (8, 10)
 
 
-def test_a_pruned_trial_stands_for_its_longer_fits_too():
-    # Pruned at 20 iterations: 50 would refit the same first 20; 10 is still open.
-    study = study_with((8, 20, TrialState.PRUNED))
-    study.sampler.inner.values = {"factors": 8, "iterations": 50}
-    assert next_params(study) == (16, 50)
-    study.sampler.inner.values = {"factors": 8, "iterations": 10}
-    assert next_params(study) == (8, 10)
-
-
 def test_once_every_combination_is_tried_the_proposal_stands():
     tried = [(f, i, TrialState.COMPLETE) for f in (8, 16, 32) for i in (10, 20, 50)]
     assert next_params(study_with(*tried)) == (8, 10)

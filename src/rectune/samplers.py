@@ -74,9 +74,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     parameters, then each remaining one as it would have sampled it on its own). If a
     COMPLETE, PRUNED or RUNNING trial already has it, the trial gets instead the nearest
     combination none has: fewest parameters changed, then the smallest steps along
-    ordered (numeric) choices, ties broken at random by ``seed``. A pruned trial also
-    stands for every larger ``iterations`` choice of its combination: a longer fit
-    repeats its first iterations exactly, up to where it was pruned. Once every
+    ordered (numeric) choices, ties broken at random by ``seed``. Once every
     combination is tried, the inner sampler's proposal stands (rectune then reuses the
     earlier trial's values). On other spaces the wrapper changes nothing.
 
@@ -111,11 +109,6 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             [np.asarray(r, dtype=np.int32)[self._points[:, j]] for j, r in enumerate(ranks)],
             axis=1,
         )
-        #: Position of ``iterations`` among the parameters, and its choices' ranks.
-        self._iterations = (
-            self._names.index(sharing.ITERATIONS) if sharing.ITERATIONS in self._names else None
-        )
-        self._iteration_ranks = None if self._iterations is None else ranks[self._iterations]
 
     # Optuna's hooks pass through to the inner sampler.
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -195,13 +188,6 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             if point is None:
                 continue
             tried[np.ravel_multi_index(point, self._shape)] = True
-            if trial.state == TrialState.PRUNED and self._iteration_ranks is not None:
-                # Longer fits of this combination would repeat what got it pruned.
-                at, ranks = self._iterations, self._iteration_ranks
-                for longer, rank in enumerate(ranks):
-                    if rank > ranks[point[at]]:
-                        longer_point = (*point[:at], longer, *point[at + 1 :])
-                        tried[np.ravel_multi_index(longer_point, self._shape)] = True
         return tried
 
     def _nearest_untried(self, point: tuple[int, ...], tried: np.ndarray) -> tuple[int, ...] | None:
