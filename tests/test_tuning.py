@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -152,8 +153,9 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     assert report.count('<script type="text/javascript">/**') == 1  # plotly.js once
     assert report.count('class="plotly-graph-div"') == len(plots)
     assert "Best parameters" in report and "Trials" in report
-    client.download_artifacts(result.parent_run_id, "plots/slice.html", str(tmp_path))
-    plot = (tmp_path / "plots" / "slice.html").read_text()
+    plot = Path(
+        client.download_artifacts(result.parent_run_id, "plots/slice.html", str(tmp_path))
+    ).read_text()
     assert plot.count('class="plotly-graph-div"') == 1 and "/**" not in plot  # from the CDN
 
 
