@@ -252,7 +252,8 @@ def write_study_reports(
         folder = Path(tmp)
         for name, div in divs.items():
             path = folder / f"{name}.html"
-            path.write_text(_page(name.replace("_", " "), _plotly_from_cdn() + div))
+            page = _page(name.replace("_", " "), _plotly_from_cdn() + div)
+            path.write_text(page, encoding="utf-8")
             tracker.log_artifact(parent_run_id, path, "plots")
         write_json_atomic(folder / "importance.json", importance)
         tracker.log_artifact(parent_run_id, folder / "importance.json")

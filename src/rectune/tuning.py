@@ -1286,7 +1286,6 @@ __all__ = [
     "checkpoint_iterations",
     "find_completed",
     "make_pruner",
-    "make_sampler",
     "open_study",
     "parse_objectives",
     "provenance_path",
