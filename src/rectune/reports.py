@@ -135,7 +135,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 def _trial_rows(study: optuna.Study) -> list[list[Any]]:
     rows = []
-    for t in study.trials:
+    for t in study.get_trials(deepcopy=False):
         values = ", ".join(f"{v:.4f}" for v in t.values) if t.values else ""
         duration = f"{t.duration.total_seconds():.2f}" if t.duration else ""
         note = (

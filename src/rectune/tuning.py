@@ -900,7 +900,7 @@ def run_tuning(
     study = open_study(config, space, dataset, storage)
     if pruner is not None:
         study.pruner = pruner
-    resumed = len(study.trials)
+    resumed = len(study.get_trials(deepcopy=False))
     notes = []
     categorical = [
         name
