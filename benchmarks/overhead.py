@@ -14,8 +14,19 @@ neighbour on a shared machine). So after the study every fit and evaluation is d
 again, in the same order, in a plain loop (the same models to the iterations they
 reached, evaluated by the same evaluators at the same points; no Optuna, no MLflow, no
 reports), and ``wall_over_bare`` divides the study's wall time by that loop's: what
-rectune's study costs against the hand-written loop doing the same work. The 1.10
-target is read from both ``wall_over_fit_eval`` and ``wall_over_bare``.
+rectune's study costs against the hand-written loop doing the same work.
+
+One cause of that slowdown is measured in the same run: MLflow's writes are made by a
+background thread (``mlflow-writer``), and the CPU it spends while a fit or an
+evaluation runs (``writer_in_fit_eval_s``) is taken from implicit's threads, which use
+every core: a fit beside a busy thread loses at most that thread's CPU time
+(``contention.py`` measures 0.4 to 0.75 of it on 2 cores). So the fits and evaluations
+alone would have taken between ``fit_s + eval_s`` less ``writer_in_fit_eval_s`` and
+``fit_s + eval_s``, and the overhead lies between ``wall_over_fit_eval`` and
+``wall_over_alone`` (wall time over the fit and evaluation time less the writer's CPU
+time): bounds from one run, free of the noise between runs that the plain loop
+suffers. They hold for ``--n-jobs 1``; with parallel trials the fit and evaluation
+times add up over threads.
 
 Shared machines are noisy (the same fits vary by 10% from one minute to the next), so
 each study runs ``--repeats`` times, settings taking turns, and the medians are the
@@ -47,7 +58,7 @@ from typing import Any
 import click
 
 from _common import CONTEXT, json_option, machine, print_table, timed, write_json
-from rectune import reports, tuning
+from rectune import reports, tracking, tuning
 from rectune.data import FeedbackConfig
 from rectune.datasets import SourceSpec, build_dataset
 from rectune.models import fit_model
@@ -69,13 +80,36 @@ class FitRecord:
     after: list = field(default_factory=list)
 
 
+class WriterClock:
+    """CPU seconds spent so far by the tracker's background writer (``mlflow-writer``).
+
+    Its clock is found on its first write (before that it has spent nothing worth
+    counting), and read only while the study runs, so while the thread lives.
+    """
+
+    def __init__(self) -> None:
+        self.clock: int | None = None
+        self.busy = False  # within a write (touched by the writer thread only)
+
+    def attach(self) -> None:
+        """Called on the writer thread: watch its CPU clock from now on."""
+        if self.clock is None and hasattr(time, "pthread_getcpuclockid"):
+            self.clock = time.pthread_getcpuclockid(threading.get_ident())
+
+    def now(self) -> float:
+        return 0.0 if self.clock is None else time.clock_gettime(self.clock)
+
+
 class Stopwatch:
     """Seconds inside implicit's fits (their callbacks left out) and inside evaluations
     (wherever made: pruning checkpoints, shared iteration counts, the trial's result),
-    summed over threads; and the record of each fit, to do them again."""
+    summed over threads; the MLflow writer's CPU seconds meanwhile; and the record of
+    each fit, to do them again."""
 
     def __init__(self) -> None:
         self.fit = self.evaluate = self.reports = self.trials = 0.0
+        self.writer = WriterClock()
+        self.writer_cpu = self.writer_in_fit_eval = 0.0
         self.fits: list[FitRecord] = []
         self._lock = threading.Lock()
         self._thread = threading.local()  # each trial thread's fit in progress and last fit
@@ -101,11 +135,13 @@ class Stopwatch:
             finally:
                 in_callback += time.perf_counter() - start
 
-        start = time.perf_counter()
+        start, writer_start = time.perf_counter(), self.writer.now()
         try:
             return fit_model(model, train, callback=timed_callback if callback else None)
         finally:
             self.add("fit", time.perf_counter() - start - in_callback)
+            # Over the whole fit: the evaluations in its callback are not counted again.
+            self.add("writer_in_fit_eval", self.writer.now() - writer_start)
             record.reached = record.reached or model.iterations
             self._thread.fit, self._thread.last = None, record
 
@@ -147,11 +183,14 @@ class Stopwatch:
                 if watch._replaying:
                     return super().__call__(model, **kwargs)
                 watch.record_evaluation(self, kwargs)
-                start = time.perf_counter()
+                in_fit = getattr(watch._thread, "fit", None) is not None
+                start, writer_start = time.perf_counter(), watch.writer.now()
                 try:
                     return super().__call__(model, **kwargs)
                 finally:
                     watch.add("evaluate", time.perf_counter() - start)
+                    if not in_fit:
+                        watch.add("writer_in_fit_eval", watch.writer.now() - writer_start)
 
         return TimedEvaluator
 
@@ -167,6 +206,20 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         watch.add("reports", seconds)
         return value
 
+    original_attempt = tracking.Tracker._attempt
+
+    def watched_attempt(tracker, write):
+        # A run creation is an attempt within an attempt: count the outer one only.
+        if threading.current_thread().name != "mlflow-writer" or watch.writer.busy:
+            return original_attempt(tracker, write)
+        watch.writer.attach()
+        watch.writer.busy, start = True, time.thread_time()
+        try:
+            return original_attempt(tracker, write)
+        finally:
+            watch.writer.busy = False
+            watch.add("writer_cpu", time.thread_time() - start)
+
     original_optimize = tuning._optimize
 
     def timed_optimize(*args, **kwargs):
@@ -177,6 +230,7 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
     tuning.Evaluator = watch.evaluator_class()
     reports.write_study_reports = timed_reports
     tuning._optimize = timed_optimize
+    tracking.Tracker._attempt = watched_attempt
     try:
         config = TuningConfig(
             model="als",
@@ -194,7 +248,9 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         tuning.Evaluator = original_evaluator
         reports.write_study_reports = original_reports
         tuning._optimize = original_optimize
+        tracking.Tracker._attempt = original_attempt
     pure = watch.fit + watch.evaluate
+    alone = pure - watch.writer_in_fit_eval
     bare = watch.bare_loop()
     counts = result.counts
     return {
@@ -208,6 +264,8 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "eval_s": round(watch.evaluate, 2),
         "trial_loop_s": round(watch.trials, 2),
         "reports_s": round(watch.reports, 2),
+        "writer_cpu_s": round(watch.writer_cpu, 2),
+        "writer_in_fit_eval_s": round(watch.writer_in_fit_eval, 2),
         "bare_loop_s": round(bare, 2),
         "other_s": round(wall - pure - watch.reports, 2),
         # Everything but fitting and evaluating, spread over the trials: a figure that,
@@ -215,6 +273,7 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "overhead_ms_per_trial": round((wall - pure) / counts["study_finished"] * 1000, 1),
         "loop_over_fit_eval": round(watch.trials / pure, 3),
         "wall_over_fit_eval": round(wall / pure, 3),
+        "wall_over_alone": round(wall / alone, 3),
         "wall_over_bare": round(wall / bare, 3),
         "best_precision@10": round(result.best_values["precision@10"], 4),
     }
