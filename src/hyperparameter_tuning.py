@@ -25,6 +25,7 @@ from rectune.cli import (
     RectuneCommand,
     data_dir_option,
     experiment_option,
+    run,
     seed_option,
 )
 from rectune.config import MODELS_DIR
@@ -300,4 +301,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

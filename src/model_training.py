@@ -22,6 +22,7 @@ from rectune.cli import (
     RectuneCommand,
     data_dir_option,
     experiment_option,
+    run,
     seed_option,
 )
 from rectune.config import MODELS_DIR
@@ -162,4 +163,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

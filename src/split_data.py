@@ -21,6 +21,7 @@ from rectune.cli import (
     InputError,
     RectuneCommand,
     data_dir_option,
+    run,
     seed_option,
     warn,
 )
@@ -232,4 +233,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,22 @@ class RectuneCommand(click.Command):
         except RectuneError as err:
             # Messages may quote a driver's error, which can quote a URL with a password.
             raise InputError(redact_text(str(err))) from err
+
+
+def run(command: click.Command) -> None:
+    """Run a stage script's command, then let the process exit without a last full
+    garbage collection.
+
+    At exit Python collects every object it still tracks: with implicit, Optuna, MLflow
+    and plotly loaded, some 450,000 objects, which kept a finished stage waiting about
+    0.9 s after its last line. Freezing them first (:func:`gc.freeze`) leaves them out
+    of that pass; they are still released by reference counting, exit handlers still
+    run, and the memory goes back to the system when the process ends.
+    """
+    try:
+        command()
+    finally:
+        gc.freeze()
 
 
 def seed_option(help: str) -> Any:
