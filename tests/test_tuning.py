@@ -15,6 +15,7 @@ from mlflow_helpers import clean_env, mlflow_server
 from rectune import studies
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
+from rectune.progress import StudyBar
 from rectune.tuning import (
     TuningConfig,
     checkpoint_iterations,
@@ -778,6 +779,27 @@ def test_a_study_of_fixed_size_is_not_overfilled_by_shared_trials(tune, tmp_path
     assert len(result.study.trials) == 5
     assert [t.user_attrs.get("shared_fit_of") for t in result.study.trials] == [None, 0, 0, None, 3]
     assert result.study.trials[4].params["iterations"] == 5  # the larger choice first
+
+
+def test_the_progress_bar_counts_shared_trials_and_shows_the_best(tune, tmp_path, monkeypatch):
+    shown = []
+    original = StudyBar.update
+
+    def update(bar, trials):
+        original(bar, trials)
+        shown.append((bar.finished, bar.target, bar.best))
+
+    monkeypatch.setattr(StudyBar, "update", update)
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS)
+    result = tune(n_trials=5, sampler="grid", search_space=tmp_path / "shared.yaml")
+    assert result.counts["fits"] == 2  # Optuna's own bar stopped at 2 of 5
+    best = result.study.best_trial
+    assert shown[-1] == (
+        5,
+        5,
+        f"best precision@10 {best.value:.4f} (trial {best.number})",
+    )
+    assert [n for n, _, _ in shown] == sorted(n for n, _, _ in shown)
 
 
 def test_sharing_needs_categorical_iterations_and_skips_known_combinations(tune, tmp_path):

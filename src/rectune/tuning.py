@@ -58,6 +58,7 @@ from rectune.models import (
     resolve_device,
 )
 from rectune.processed import SplitDataset, load_dataset
+from rectune.progress import StudyBar
 from rectune.samplers import make_sampler
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
@@ -1045,13 +1046,16 @@ POLL_SECONDS = 2.0
 STORAGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _stop_when_spoken_for(target: int) -> Callable[[optuna.Study, Any], None]:
-    """A callback that stops starting trials once finished and running ones (of every
-    worker) make ``target``; the rest of the study is left to the workers running it."""
+def _after_each_trial(target: int | None, bar: StudyBar) -> Callable[[optuna.Study, Any], None]:
+    """A callback that shows the study's progress and stops starting trials once
+    finished and running ones (of every worker) make ``target``; the rest of the study
+    is left to the workers running it."""
 
     def callback(study: optuna.Study, _trial: Any) -> None:
-        progress = StudyProgress.of(study)
-        if progress.finished + progress.running >= target:
+        trials = study.get_trials(deepcopy=False)
+        bar.update(trials)
+        progress = StudyProgress.of_trials(trials)
+        if target is not None and progress.finished + progress.running >= target:
             study.stop()
 
     return callback
@@ -1072,6 +1076,28 @@ def _optimize(
     up, and after as many failed trials as were asked for (a broken setup should not
     spin). A lost storage connection is retried with backoff, then reported.
     """
+    objective = config.resolved_objectives[0]
+    bar = StudyBar(
+        config.n_trials,
+        objective.name,
+        None if config.multi_objective else objective.direction,
+        config.show_progress,
+    )
+    try:
+        _run_trials(study, storage, runner, config, notes, bar)
+    finally:
+        bar.close()
+
+
+def _run_trials(
+    study: optuna.Study,
+    storage: BaseStorage,
+    runner: TrialRunner,
+    config: TuningConfig,
+    notes: list[str],
+    bar: StudyBar,
+) -> None:
+    """The loop of :func:`_optimize`, showing its progress on ``bar``."""
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     target = config.n_trials
     retries = 0
@@ -1082,7 +1108,9 @@ def _optimize(
             return
         try:
             studies.fail_stale_trials(study)
-            progress = StudyProgress.of(study)
+            trials = study.get_trials(deepcopy=False)
+            bar.update(trials)
+            progress = StudyProgress.of_trials(trials)
             missing = None
             if target is not None:
                 if progress.finished >= target:
@@ -1108,8 +1136,8 @@ def _optimize(
                 timeout=remaining,
                 n_jobs=config.n_jobs,
                 catch=(Exception,),
-                callbacks=[_stop_when_spoken_for(target)] if target is not None else None,
-                show_progress_bar=config.show_progress,
+                callbacks=[_after_each_trial(target, bar)],
+                show_progress_bar=False,  # the study's own bar counts shared trials too
             )
             retries = 0
             if target is None or len(runner.ran) + len(runner.surplus) == attempted:
