@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import optuna
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rectune.cli import (
     COMMAND_SETTINGS,
@@ -263,7 +264,8 @@ def main(
         eval_users=eval_users,
         show_progress=progress,
     )
-    result = run_tuning(config)
+    with logging_redirect_tqdm(loggers=[logger]):  # warnings print above the progress bar
+        result = run_tuning(config)
 
     counts = result.counts
     complete = counts["complete"] + counts["shared"]
