@@ -22,6 +22,7 @@ from rectune.cli import (
     RectuneCommand,
     data_dir_option,
     experiment_option,
+    progress_option,
     run,
     seed_option,
 )
@@ -91,6 +92,7 @@ from rectune.urls import redact_url
     help="Where --model looks; reports go to MODELS_DIR/reports/.",
 )
 @experiment_option
+@progress_option("Show the users scored for each system (on a terminal).")
 @seed_option("Seed of the bootstrap, the random baseline and --defaults-baseline.")
 @data_dir_option
 def main(
@@ -105,6 +107,7 @@ def main(
     device: str,
     models_dir: Path,
     experiment_name: str | None,
+    progress: bool,
     seed: int,
     data_dir: Path,
 ) -> None:
@@ -131,6 +134,7 @@ def main(
         device=device,
         reports_dir=Path(models_dir) / "reports",
         experiment_name=experiment_name,
+        show_progress=progress,
     )
     result = run_evaluation(config)
     summary = result.summary

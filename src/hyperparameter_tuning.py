@@ -26,6 +26,7 @@ from rectune.cli import (
     RectuneCommand,
     data_dir_option,
     experiment_option,
+    progress_option,
     run,
     seed_option,
 )
@@ -185,9 +186,7 @@ class _LevelPrefix(logging.Formatter):
     help="Best parameters, merged per model; reports go beside it in reports/.",
 )
 @experiment_option
-@click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Show the trial progress bar."
-)
+@progress_option("Show the study's progress bar (on a terminal).")
 @seed_option(
     "One seed for the sampler and the models (and a synthetic dataset made "
     "on the fly): same seed, same trials."

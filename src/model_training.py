@@ -22,6 +22,7 @@ from rectune.cli import (
     RectuneCommand,
     data_dir_option,
     experiment_option,
+    progress_option,
     run,
     seed_option,
 )
@@ -104,6 +105,7 @@ from rectune.urls import redact_url
     show_default=True,
     help="Alias pointed at the new version with --register (load it as models:/NAME@ALIAS).",
 )
+@progress_option("Show the fit's iterations and the users scored (on a terminal).")
 @seed_option("Seed of the model (and the first of --repeats).")
 @data_dir_option
 def main(
@@ -119,6 +121,7 @@ def main(
     experiment_name: str | None,
     register: str | None,
     alias: str,
+    progress: bool,
     seed: int,
     data_dir: Path,
 ) -> None:
@@ -138,6 +141,7 @@ def main(
         experiment_name=experiment_name,
         register=register,
         alias=alias or None,
+        show_progress=progress,
     )
     result = train_model(config)
     click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")

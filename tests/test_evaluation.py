@@ -1,5 +1,6 @@
 """Evaluation: baselines, intervals, paired tests, the stage end to end, its CLI."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 import evaluate_model
+from rectune import evaluation
 from rectune.baselines import popularity_factors, random_scorer
 from rectune.data import FeedbackConfig
 from rectune.datasets import SourceSpec, build_dataset
@@ -172,6 +174,32 @@ def test_evaluation_matches_the_evaluator_called_directly(trained, tmp_path, syn
     assert run.data.tags["role"] == "evaluation"
     logged = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
     assert logged == {f"evaluation/{name}" for name in names}
+
+
+def test_progress_covers_every_user_of_every_system(
+    trained, tmp_path, synthetic_dataset, monkeypatch
+):
+    shown = {}
+
+    @contextlib.contextmanager
+    def bar(total, label, enabled):
+        shown[label] = [total, 0, enabled]
+
+        def advance(users):
+            shown[label][1] += users
+
+        yield advance
+
+    monkeypatch.setattr(evaluation, "scoring_bar", bar)
+    data_dir = synthetic_dataset.path.parent.parent
+    config = evaluation_config(
+        trained, tmp_path, data_dir, defaults_baseline=True, show_progress=True
+    )
+    users = run_evaluation(config).summary["dataset"]["users_evaluated"]
+    assert shown == {
+        f"scoring {system}": [users, users, True]
+        for system in ("model", "popular", "random", "defaults")
+    }
 
 
 def test_evaluation_is_reproducible_by_seed(trained, tmp_path, synthetic_dataset):

@@ -1,9 +1,16 @@
 """The study's progress bar: finished trials of the whole study and the best value."""
 
+import io
+import sys
+import threading
+import time
+from typing import ClassVar
+
 import optuna
 import pytest
 
-from rectune.progress import StudyBar
+from rectune import progress
+from rectune.progress import StudyBar, fit_progress, scoring_bar
 
 State = optuna.trial.TrialState
 
@@ -45,3 +52,58 @@ def test_never_goes_back():
     bar.update(TRIALS[:1])  # an older read of the study
     assert bar.finished == 4
     bar.close()
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_implicit_shows_its_fit_bar_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not fit_progress(True)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert fit_progress(True)
+    assert not fit_progress(False)
+
+
+class RacyBar:
+    """A stand-in for tqdm whose update is not atomic, as tqdm's is not."""
+
+    made: ClassVar[list] = []
+
+    def __init__(self, **options):
+        self.options, self.n = options, 0
+        RacyBar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, users):
+        seen = self.n
+        time.sleep(0)  # let another thread in between the read and the write
+        self.n = seen + users
+
+
+def test_scoring_bar_counts_every_user_from_many_threads(monkeypatch):
+    monkeypatch.setattr(progress, "tqdm", RacyBar)
+    with scoring_bar(4000, "scoring model", enabled=True) as advance:
+        workers = [
+            threading.Thread(target=lambda: [advance(1) for _ in range(1000)]) for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    bar = RacyBar.made[-1]
+    assert bar.n == 4000
+    assert bar.options == {
+        "total": 4000,
+        "desc": "scoring model",
+        "unit": "user",
+        "disable": None,  # tqdm's own test: shown on a terminal only
+        "leave": False,
+    }

@@ -71,6 +71,11 @@ def seed_option(help: str) -> Any:
     return click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help=help)
 
 
+def progress_option(help: str) -> Any:
+    """``--progress/--no-progress``; ``help`` says what the bars show (on a terminal)."""
+    return click.option("--progress/--no-progress", default=True, show_default=True, help=help)
+
+
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
     click.echo(f"Warning: {message}", err=True)

@@ -4,7 +4,7 @@ A model trained with ``mode="final"`` is scored on ``test`` with its ``train`` i
 excluded; a ``mode="tune"`` model on ``validation`` with ``train_val`` excluded. Every
 system (the model, the most-popular and random baselines, optionally the model with
 default parameters) is scored by the same evaluator that scores tuning trials
-(:func:`rectune.metrics.evaluate`), once at the largest K; smaller K are cuts of the
+(:class:`rectune.metrics.Evaluator`), once at the largest K; smaller K are cuts of the
 same lists. Each per-user metric gets a percentile bootstrap interval over users, and
 the model is compared with each baseline on the same users (paired bootstrap interval
 of the difference and a paired t-test). Coverage is one number per system, without an
@@ -26,13 +26,14 @@ from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
 from rectune.metrics import (
     USER_METRICS,
+    Evaluator,
     RankingEvaluation,
-    evaluate,
     factor_scorer,
     factors_of,
 )
 from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
 from rectune.processed import MODE_SPLITS, SplitDataset, load_dataset
+from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import Recommender
 from rectune.reports import write_evaluation_reports
 from rectune.statistics import bootstrap_means, mean_intervals, paired_comparison
@@ -76,6 +77,8 @@ class EvaluationConfig:
     device: str = "auto"
     reports_dir: Path = MODELS_DIR / "reports"
     experiment_name: str | None = None
+    #: Progress bars of the users scored, per system (on a terminal only).
+    show_progress: bool = False
 
     def __post_init__(self) -> None:
         if (self.model_dir is None) == (self.run_id is None):
@@ -145,11 +148,15 @@ def score_systems(
         model = build_model(
             name, DEFAULT_HYPERPARAMETERS[name], device=config.device, seed=config.seed
         )
-        scorers[DEFAULTS_BASELINE] = factor_scorer(*factors_of(fit_model(model, excluded)))
-    evaluations = {
-        system: evaluate(train=excluded, test=scored, k=k, scorer=scorer)
-        for system, scorer in scorers.items()
-    }
+        fitted = fit_model(model, excluded, show_progress=fit_progress(config.show_progress))
+        scorers[DEFAULTS_BASELINE] = factor_scorer(*factors_of(fitted))
+    evaluator = Evaluator(excluded, scored, k)  # one for every system
+    evaluations = {}
+    for system, scorer in scorers.items():
+        with scoring_bar(
+            len(evaluator.users), f"scoring {system}", config.show_progress
+        ) as advance:
+            evaluations[system] = evaluator(scorer=scorer, progress=advance)
     return split, evaluations
 
 

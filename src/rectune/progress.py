@@ -1,9 +1,15 @@
-"""The progress bar of a tuning study: its finished trials against the target."""
+"""Progress bars: a tuning study's finished trials, users scored by an evaluation, and
+whether implicit should show its own bar of a fit's iterations.
+
+Every bar shows on a terminal only, so that logs and pipes get no bar updates.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import optuna
 from tqdm.auto import tqdm
@@ -69,3 +75,25 @@ class StudyBar:
 
     def close(self) -> None:
         self._bar.close()
+
+
+def fit_progress(enabled: bool) -> bool:
+    """Whether to pass ``show_progress=True`` to implicit's fit: its bar of iterations
+    writes to stderr whatever that is, so only when stderr is a terminal."""
+    return enabled and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def scoring_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A bar of ``total`` users scored, labelled ``label``; yields the ``progress``
+    callback of :class:`rectune.metrics.Evaluator` (called from its scoring threads)."""
+    lock = threading.Lock()
+    with tqdm(
+        total=total, desc=label, unit="user", disable=None if enabled else True, leave=False
+    ) as bar:
+
+        def advance(users: int) -> None:
+            with lock:
+                bar.update(users)
+
+        yield advance

@@ -22,7 +22,7 @@ import yaml
 from rectune import __version__
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
-from rectune.metrics import evaluate
+from rectune.metrics import Evaluator
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
@@ -31,6 +31,7 @@ from rectune.models import (
     validate_hyperparameters,
 )
 from rectune.processed import MODE_SPLITS, load_dataset
+from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment
 from rectune.tuning import provenance_path, read_best_hyperparameters
@@ -122,6 +123,8 @@ class TrainingConfig:
     experiment_name: str | None = None
     register: str | None = None
     alias: str | None = DEFAULT_ALIAS
+    #: Progress bars of the fit's iterations and the users scored (on a terminal only).
+    show_progress: bool = False
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -167,12 +170,16 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     runs: list[dict[str, float]] = []
     kept = None
     fit_seconds = 0.0
+    evaluator = Evaluator(fit_on, score_on, config.k)  # one for every repeat
     for repeat in range(config.repeats):
         model = build_model(config.model, params, device=config.device, seed=config.seed + repeat)
         started = time.perf_counter()
-        fit_model(model, fit_on)
+        fit_model(model, fit_on, show_progress=fit_progress(config.show_progress))
         fit_seconds += time.perf_counter() - started
-        runs.append(evaluate(model, fit_on, score_on, config.k).named())
+        with scoring_bar(
+            len(evaluator.users), f"scoring {score_split}", config.show_progress
+        ) as advance:
+            runs.append(evaluator(model, progress=advance).named())
         if repeat == 0:
             kept = model  # the model saved is the one trained with --seed itself
     metrics = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
