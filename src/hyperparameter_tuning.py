@@ -263,7 +263,9 @@ def main(
         eval_users=eval_users,
         show_progress=progress,
     )
-    with logging_redirect_tqdm(loggers=[logger]):  # warnings print above the progress bar
+    # Log lines print above the progress bar, not through it. (MLflow's handler writes
+    # through a stream of its own, which tqdm would not replace but double.)
+    with logging_redirect_tqdm(loggers=[logger, logging.getLogger("optuna")]):
         result = run_tuning(config)
 
     counts = result.counts

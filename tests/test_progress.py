@@ -50,7 +50,14 @@ def test_never_goes_back():
     bar = StudyBar(None, "precision@10", "maximize", enabled=False)
     bar.update(TRIALS)
     bar.update(TRIALS[:1])  # an older read of the study
-    assert bar.finished == 4
+    assert (bar.finished, bar.best) == (4, "best precision@10 0.3000 (trial 2)")
+    bar.close()
+
+
+def test_a_resumed_study_starts_where_it_was():
+    bar = StudyBar(10, "precision@10", "maximize", enabled=False)
+    bar.update(TRIALS)  # the first read: 4 trials finished before this run
+    assert (bar._bar.initial, bar._bar.n) == (4, 4)  # not 4 trials done at once
     bar.close()
 
 

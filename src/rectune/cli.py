@@ -57,8 +57,10 @@ def run(command: click.Command) -> None:
     At exit Python collects every object it still tracks: with implicit, Optuna, MLflow
     and plotly loaded, some 450,000 objects, which kept a finished stage waiting about
     0.9 s after its last line. Freezing them first (:func:`gc.freeze`) leaves them out
-    of that pass; they are still released by reference counting, exit handlers still
-    run, and the memory goes back to the system when the process ends.
+    of that pass. Exit handlers still run and output is still flushed; objects caught
+    in reference cycles are not collected, so their finalizers may not run (Python
+    does not promise that at exit anyway; every file rectune writes is complete before
+    the command returns), and the memory goes back to the system when the process ends.
     """
     try:
         command()

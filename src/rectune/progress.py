@@ -42,9 +42,12 @@ class StudyBar:
         self.objective = objective
         self.direction = direction
         self.target = target
+        self.enabled = enabled
         #: Finished trials shown, and the best value as shown beside them.
         self.finished = 0
         self.best = ""
+        self._best_key: tuple[float, int] | None = None
+        self._started = False
         self._lock = threading.Lock()  # parallel trials update it from their threads
         self._bar = tqdm(
             total=target, unit="trial", disable=None if enabled else True, dynamic_ncols=True
@@ -55,15 +58,24 @@ class StudyBar:
         finished = StudyProgress.of_trials(trials).finished
         best = self._best(trials)
         with self._lock:
-            # Parallel trials may report an older read of the study after a newer one.
+            if not self._started:
+                # A resumed study's earlier trials are where the bar starts, not speed.
+                self._started = True
+                self._bar.initial = self._bar.n = self._bar.last_print_n = finished
+            # Parallel trials may report an older read of the study after a newer one:
+            # neither the count nor the best goes back.
             self.finished = max(self.finished, finished)
-            if best is not None:
-                self.best = f"best {self.objective} {best.values[0]:.4f} (trial {best.number})"
+            if best is not None and (self._best_key is None or best[0] > self._best_key):
+                self._best_key, trial = best
+                self.best = f"best {self.objective} {trial.values[0]:.4f} (trial {trial.number})"
             self._bar.n = self.finished
             self._bar.set_postfix_str(self.best, refresh=False)
             self._bar.refresh()
 
-    def _best(self, trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
+    def _best(
+        self, trials: Sequence[optuna.trial.FrozenTrial]
+    ) -> tuple[tuple[float, int], optuna.trial.FrozenTrial] | None:
+        """The best complete trial, with the key it is the best by (larger is better)."""
         if self.direction is None:
             return None
         complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -71,7 +83,8 @@ class StudyBar:
             return None
         sign = 1 if self.direction == "maximize" else -1
         # The earliest of equal values, as Optuna's best_trial picks it.
-        return max(complete, key=lambda t: (sign * t.values[0], -t.number))
+        best = max(complete, key=lambda t: (sign * t.values[0], -t.number))
+        return (sign * best.values[0], -best.number), best
 
     def close(self) -> None:
         self._bar.close()

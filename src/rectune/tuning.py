@@ -1136,7 +1136,10 @@ def _run_trials(
                 timeout=remaining,
                 n_jobs=config.n_jobs,
                 catch=(Exception,),
-                callbacks=[_after_each_trial(target, bar)],
+                # Without a bar to draw or a size to reach, no need to read the study.
+                callbacks=(
+                    [_after_each_trial(target, bar)] if target is not None or bar.enabled else None
+                ),
                 show_progress_bar=False,  # the study's own bar counts shared trials too
             )
             retries = 0
