@@ -6,12 +6,15 @@ bounds what that costs by assuming a fit loses at most the neighbour's CPU time;
 script measures the share it does lose. A burner thread that keeps a core busy for
 ``--duty`` of every 20 ms (pure Python holding the GIL, like the writer's SQLAlchemy
 work) runs beside a fit as long as the study's average one; fits alone and beside the
-burner take turns, and the medians give
+burner take turns. The burner's CPU clock is read as the fit starts and ends (the CPU
+time it got, less than ``duty`` of the fit when the fit's threads crowd it out), and
+the medians give
 
-    lost_share = (fit beside the burner - fit alone) / (duty * fit beside the burner)
+    lost_share = (fit beside the burner - fit alone) / burner CPU time during that fit
 
 the wall time the fit lost per second of CPU the burner spent meanwhile. At most 1 on 2
-cores means the bound in ``overhead.py`` holds.
+cores means the bound in ``overhead.py`` holds. Needs a thread CPU clock
+(``time.pthread_getcpuclockid``, Linux).
 
     python benchmarks/contention.py
     python benchmarks/contention.py --duty 0.05 --duty 0.2 --repeats 25
@@ -54,14 +57,18 @@ def fit_seconds(train, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def fit_beside_burner(train, seed: int, duty: float) -> float:
-    """One fit's wall time with a burner thread running."""
+def fit_beside_burner(train, seed: int, duty: float) -> tuple[float, float]:
+    """One fit's wall time with a burner thread running, and the burner's CPU time
+    during it."""
     ready, stop = threading.Event(), threading.Event()
     burner = threading.Thread(target=burn, args=(ready, stop, duty), daemon=True)
     burner.start()
     ready.wait()
+    clock = time.pthread_getcpuclockid(burner.ident)
     try:
-        return fit_seconds(train, seed)
+        before = time.clock_gettime(clock)
+        seconds = fit_seconds(train, seed)
+        return seconds, time.clock_gettime(clock) - before
     finally:
         stop.set()
         burner.join()
@@ -93,18 +100,22 @@ def main(duty: tuple[float, ...], repeats: int, seed: int, json_out: Path | None
     fit_seconds(train, seed)  # warm-up
     rows = []
     for share in duty:
-        alone, beside = [], []
+        alone, beside, burned = [], [], []
         for _ in range(repeats):  # taking turns, so slow spells fall on both
             alone.append(fit_seconds(train, seed))
-            beside.append(fit_beside_burner(train, seed, share))
+            seconds, cpu = fit_beside_burner(train, seed, share)
+            beside.append(seconds)
+            burned.append(cpu)
         alone_s, beside_s = statistics.median(alone), statistics.median(beside)
+        burner_s = statistics.median(burned)
         rows.append(
             {
                 "duty": share,
                 "fit_alone_s": round(alone_s, 4),
                 "fit_beside_s": round(beside_s, 4),
+                "burner_cpu_s": round(burner_s, 4),
                 "slowdown": round(beside_s / alone_s, 3),
-                "lost_share": round((beside_s - alone_s) / (share * beside_s), 2),
+                "lost_share": round((beside_s - alone_s) / burner_s, 2),
             }
         )
     print_table(rows, f"ALS {PARAMS} on the default synthetic data, medians of {repeats}")

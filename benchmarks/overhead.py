@@ -20,13 +20,14 @@ One cause of that slowdown is measured in the same run: MLflow's writes are made
 background thread (``mlflow-writer``), and the CPU it spends while a fit or an
 evaluation runs (``writer_in_fit_eval_s``) is taken from implicit's threads, which use
 every core: a fit beside a busy thread loses at most that thread's CPU time
-(``contention.py`` measures 0.4 to 0.75 of it on 2 cores). So the fits and evaluations
+(``contention.py`` measures 0.5 to 0.8 of it on 2 cores). So the fits and evaluations
 alone would have taken between ``fit_s + eval_s`` less ``writer_in_fit_eval_s`` and
 ``fit_s + eval_s``, and the overhead lies between ``wall_over_fit_eval`` and
 ``wall_over_alone`` (wall time over the fit and evaluation time less the writer's CPU
 time): bounds from one run, free of the noise between runs that the plain loop
-suffers. They hold for ``--n-jobs 1``; with parallel trials the fit and evaluation
-times add up over threads.
+suffers. They hold for ``--n-jobs 1`` (with parallel trials the fit and evaluation
+times add up over threads, and ``wall_over_alone`` is left out), and need a thread CPU
+clock (``time.pthread_getcpuclockid``, Linux); without one the writer reads 0 s.
 
 Shared machines are noisy (the same fits vary by 10% from one minute to the next), so
 each study runs ``--repeats`` times, settings taking turns, and the medians are the
@@ -120,28 +121,30 @@ class Stopwatch:
             setattr(self, name, getattr(self, name) + seconds)
 
     def timed_fit(self, model, train, callback=None):
-        in_callback = 0.0
+        in_callback = writer_in_callback = 0.0
         record = FitRecord(copy.deepcopy(model), train)
         with self._lock:
             self.fits.append(record)
         self._thread.fit = record
 
         def timed_callback(done: int) -> None:
-            nonlocal in_callback
+            nonlocal in_callback, writer_in_callback
             record.reached = done
-            start = time.perf_counter()
+            start, writer_start = time.perf_counter(), self.writer.now()
             try:
                 callback(done)
             finally:
                 in_callback += time.perf_counter() - start
+                writer_in_callback += self.writer.now() - writer_start
 
         start, writer_start = time.perf_counter(), self.writer.now()
         try:
             return fit_model(model, train, callback=timed_callback if callback else None)
         finally:
             self.add("fit", time.perf_counter() - start - in_callback)
-            # Over the whole fit: the evaluations in its callback are not counted again.
-            self.add("writer_in_fit_eval", self.writer.now() - writer_start)
+            # Like the fit's time, its callbacks left out (evaluations count their own).
+            writer = self.writer.now() - writer_start - writer_in_callback
+            self.add("writer_in_fit_eval", writer)
             record.reached = record.reached or model.iterations
             self._thread.fit, self._thread.last = None, record
 
@@ -183,14 +186,12 @@ class Stopwatch:
                 if watch._replaying:
                     return super().__call__(model, **kwargs)
                 watch.record_evaluation(self, kwargs)
-                in_fit = getattr(watch._thread, "fit", None) is not None
                 start, writer_start = time.perf_counter(), watch.writer.now()
                 try:
                     return super().__call__(model, **kwargs)
                 finally:
                     watch.add("evaluate", time.perf_counter() - start)
-                    if not in_fit:
-                        watch.add("writer_in_fit_eval", watch.writer.now() - writer_start)
+                    watch.add("writer_in_fit_eval", watch.writer.now() - writer_start)
 
         return TimedEvaluator
 
@@ -273,7 +274,8 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "overhead_ms_per_trial": round((wall - pure) / counts["study_finished"] * 1000, 1),
         "loop_over_fit_eval": round(watch.trials / pure, 3),
         "wall_over_fit_eval": round(wall / pure, 3),
-        "wall_over_alone": round(wall / alone, 3),
+        # With parallel trials the writer's time would count once per overlapping fit.
+        "wall_over_alone": round(wall / alone, 3) if n_jobs == 1 else None,
         "wall_over_bare": round(wall / bare, 3),
         "best_precision@10": round(result.best_values["precision@10"], 4),
     }
@@ -331,7 +333,11 @@ def main(
 def median_row(rows: list[dict]) -> dict:
     """Each figure's median over repeated runs of one setting."""
     return {
-        key: (rows[0][key] if key == "n_jobs" else statistics.median(r[key] for r in rows))
+        key: (
+            rows[0][key]
+            if key == "n_jobs" or rows[0][key] is None
+            else statistics.median(r[key] for r in rows)
+        )
         for key in rows[0]
         if key != "run"
     }
