@@ -90,7 +90,6 @@ class WriterClock:
 
     def __init__(self) -> None:
         self.clock: int | None = None
-        self.busy = False  # within a write (touched by the writer thread only)
 
     def attach(self) -> None:
         """Called on the writer thread: watch its CPU clock from now on."""
@@ -210,16 +209,13 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
     original_attempt = tracking.Tracker._attempt
 
     def watched_attempt(tracker, write):
-        # A run creation is an attempt within an attempt: count the outer one only.
-        if threading.current_thread().name != "mlflow-writer" or watch.writer.busy:
+        if threading.current_thread().name != "mlflow-writer":
             return original_attempt(tracker, write)
         watch.writer.attach()
-        watch.writer.busy, start = True, time.thread_time()
         try:
             return original_attempt(tracker, write)
         finally:
-            watch.writer.busy = False
-            watch.add("writer_cpu", time.thread_time() - start)
+            watch.writer_cpu = watch.writer.now()  # the thread's CPU time so far
 
     original_optimize = tuning._optimize
 

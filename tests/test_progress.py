@@ -11,6 +11,7 @@ import pytest
 
 from rectune import progress
 from rectune.progress import StudyBar, fit_progress, scoring_bar
+from rectune.studies import StudyProgress
 
 State = optuna.trial.TrialState
 
@@ -19,6 +20,10 @@ def trial(number, state, value=None):
     frozen = optuna.trial.create_trial(state=state, value=value, params={}, distributions={})
     frozen.number = number
     return frozen
+
+
+def show(bar, trials):
+    bar.update(trials, StudyProgress.of_trials(trials))
 
 
 TRIALS = [
@@ -41,22 +46,22 @@ TRIALS = [
 )
 def test_counts_complete_and_pruned_trials_and_shows_the_best(direction, postfix):
     bar = StudyBar(10, "precision@10", direction, enabled=False)
-    bar.update(TRIALS)
+    show(bar, TRIALS)
     assert (bar.finished, bar.target, bar.best) == (4, 10, postfix)
     bar.close()
 
 
 def test_never_goes_back():
     bar = StudyBar(None, "precision@10", "maximize", enabled=False)
-    bar.update(TRIALS)
-    bar.update(TRIALS[:1])  # an older read of the study
+    show(bar, TRIALS)
+    show(bar, TRIALS[:1])  # an older read of the study
     assert (bar.finished, bar.best) == (4, "best precision@10 0.3000 (trial 2)")
     bar.close()
 
 
 def test_a_resumed_study_starts_where_it_was():
     bar = StudyBar(10, "precision@10", "maximize", enabled=False)
-    bar.update(TRIALS)  # the first read: 4 trials finished before this run
+    show(bar, TRIALS)  # the first read: 4 trials finished before this run
     assert (bar._bar.initial, bar._bar.n) == (4, 4)  # not 4 trials done at once
     bar.close()
 

@@ -785,8 +785,8 @@ def test_the_progress_bar_counts_shared_trials_and_shows_the_best(tune, tmp_path
     shown = []
     original = StudyBar.update
 
-    def update(bar, trials):
-        original(bar, trials)
+    def update(bar, trials, progress):
+        original(bar, trials, progress)
         shown.append((bar.finished, bar.target, bar.best))
 
     monkeypatch.setattr(StudyBar, "update", update)

@@ -53,9 +53,10 @@ class StudyBar:
             total=target, unit="trial", disable=None if enabled else True, dynamic_ncols=True
         )
 
-    def update(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
-        """Show the state of the study whose trials are ``trials``."""
-        finished = StudyProgress.of_trials(trials).finished
+    def update(self, trials: Sequence[optuna.trial.FrozenTrial], progress: StudyProgress) -> None:
+        """Show the state of the study whose trials are ``trials`` (``progress`` counted
+        from them)."""
+        finished = progress.finished
         best = self._best(trials)
         with self._lock:
             if not self._started:

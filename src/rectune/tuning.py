@@ -1053,8 +1053,8 @@ def _after_each_trial(target: int | None, bar: StudyBar) -> Callable[[optuna.Stu
 
     def callback(study: optuna.Study, _trial: Any) -> None:
         trials = study.get_trials(deepcopy=False)
-        bar.update(trials)
         progress = StudyProgress.of_trials(trials)
+        bar.update(trials, progress)
         if target is not None and progress.finished + progress.running >= target:
             study.stop()
 
@@ -1109,8 +1109,8 @@ def _run_trials(
         try:
             studies.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
-            bar.update(trials)
             progress = StudyProgress.of_trials(trials)
+            bar.update(trials, progress)
             missing = None
             if target is not None:
                 if progress.finished >= target:
