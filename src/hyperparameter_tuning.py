@@ -19,7 +19,6 @@ from pathlib import Path
 
 import click
 import optuna
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rectune.cli import (
     COMMAND_SETTINGS,
@@ -32,6 +31,7 @@ from rectune.cli import (
 )
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
+from rectune.progress import lines_above_bars
 from rectune.studies import DEFAULT_HEARTBEAT, GRACE_FACTOR
 from rectune.tuning import (
     PRUNERS,
@@ -263,9 +263,7 @@ def main(
         eval_users=eval_users,
         show_progress=progress,
     )
-    # Log lines print above the progress bar, not through it. (MLflow's handler writes
-    # through a stream of its own, which tqdm would not replace but double.)
-    with logging_redirect_tqdm(loggers=[logger, logging.getLogger("optuna")]):
+    with lines_above_bars([logger, logging.getLogger("optuna")]):
         result = run_tuning(config)
 
     counts = result.counts

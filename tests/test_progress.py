@@ -4,6 +4,7 @@ import io
 import sys
 import threading
 import time
+import warnings
 from typing import ClassVar
 
 import optuna
@@ -119,3 +120,38 @@ def test_scoring_bar_counts_every_user_from_many_threads(monkeypatch):
         "disable": None,  # tqdm's own test: shown on a terminal only
         "leave": False,
     }
+
+
+class WrittenLines:
+    """A stand-in for tqdm that records what ``tqdm.write`` prints."""
+
+    lines: ClassVar[list] = []
+
+    @classmethod
+    def write(cls, text, file=None):
+        cls.lines.append((text, file))
+
+
+def test_warnings_print_above_the_bar_and_are_restored_after(monkeypatch):
+    monkeypatch.setattr(progress, "tqdm", WrittenLines)
+    WrittenLines.lines = []
+    shown_elsewhere = []
+
+    def show_before(message, category, filename, lineno, file=None, line=None):
+        shown_elsewhere.append((str(message), file))
+
+    monkeypatch.setattr(warnings, "showwarning", show_before)
+    own_file = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with progress.lines_above_bars([]):
+            warnings.warn("the grid has a duplicate value", UserWarning, stacklevel=1)
+            warnings.showwarning("to its own file", UserWarning, "x.py", 3, file=own_file)
+        assert warnings.showwarning is show_before
+        warnings.warn("after the block", UserWarning, stacklevel=1)
+    ((text, file),) = WrittenLines.lines
+    assert "test_progress.py:" in text
+    assert "UserWarning: the grid has a duplicate value" in text
+    assert not text.endswith("\n")  # tqdm.write adds the line's end
+    assert file is sys.stderr
+    assert shown_elsewhere == [("to its own file", own_file), ("after the block", None)]

@@ -1,18 +1,23 @@
 """Progress bars: a tuning study's finished trials, users scored by an evaluation, and
 whether implicit should show its own bar of a fit's iterations.
 
-Every bar shows on a terminal only, so that logs and pipes get no bar updates.
+Every bar shows on a terminal only, so that logs and pipes get no bar updates; within
+:func:`lines_above_bars`, log lines and warnings print above a bar, not through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO
 
 import optuna
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rectune.studies import StudyProgress
 
@@ -111,3 +116,37 @@ def scoring_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int
                 bar.update(users)
 
         yield advance
+
+
+@contextlib.contextmanager
+def lines_above_bars(loggers: Sequence[logging.Logger]) -> Iterator[None]:
+    """Within the block, print the console lines of ``loggers`` and Python warnings
+    above any progress bar (through ``tqdm.write``) instead of through it.
+
+    A warning shown into a file of its own (``warnings.showwarning(..., file=f)``) still
+    goes there. Pass no logger whose handler writes through a stream of its own (MLflow's):
+    tqdm would not replace that handler but add a second one, and every line would
+    print twice.
+    """
+    show = warnings.showwarning
+
+    def show_above(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if file is not None:
+            show(message, category, filename, lineno, file, line)
+            return
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        tqdm.write(text.rstrip("\n"), file=sys.stderr)
+
+    warnings.showwarning = show_above
+    try:
+        with logging_redirect_tqdm(loggers=list(loggers)):
+            yield
+    finally:
+        warnings.showwarning = show
