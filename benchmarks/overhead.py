@@ -19,15 +19,17 @@ rectune's study costs against the hand-written loop doing the same work.
 One cause of that slowdown is measured in the same run: MLflow's writes are made by a
 background thread (``mlflow-writer``), and the CPU it spends while a fit or an
 evaluation runs (``writer_in_fit_eval_s``) is taken from implicit's threads, which use
-every core: a fit beside a busy thread loses at most that thread's CPU time
-(``contention.py`` measures 0.5 to 0.8 of it on 2 cores). So the fits and evaluations
-alone would have taken between ``fit_s + eval_s`` less ``writer_in_fit_eval_s`` and
-``fit_s + eval_s``, and the overhead lies between ``wall_over_fit_eval`` and
-``wall_over_alone`` (wall time over the fit and evaluation time less the writer's CPU
-time): bounds from one run, free of the noise between runs that the plain loop
+every core, so the fit slows down. ``contention.py`` measures the share of that CPU
+time a fit loses: 0.5 to 1 on 2 cores (not bounded by 1: the fit's threads wait for
+each other at the end of every pass over the users). So the fits and evaluations alone
+would have taken about ``fit_s + eval_s`` less that share of ``writer_in_fit_eval_s``:
+the overhead lies near ``wall_over_fit_eval`` (the share 0) and ``wall_over_alone``
+(wall time over the fit and evaluation time less all the writer's CPU time in them: the
+share 1), figures from one run, free of the noise between runs that the plain loop
 suffers. They hold for ``--n-jobs 1`` (with parallel trials the fit and evaluation
-times add up over threads, and ``wall_over_alone`` is left out), and need a thread CPU
-clock (``time.pthread_getcpuclockid``, Linux); without one the writer reads 0 s.
+times add up over threads, and ``wall_over_alone``, ``other_s`` and
+``overhead_ms_per_trial`` are left out), and need a thread CPU clock
+(``time.pthread_getcpuclockid``, Linux); without one the writer reads 0 s.
 
 Shared machines are noisy (the same fits vary by 10% from one minute to the next), so
 each study runs ``--repeats`` times, settings taking turns, and the medians are the
@@ -264,13 +266,17 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "writer_cpu_s": round(watch.writer_cpu, 2),
         "writer_in_fit_eval_s": round(watch.writer_in_fit_eval, 2),
         "bare_loop_s": round(bare, 2),
-        "other_s": round(wall - pure - watch.reports, 2),
+        # With parallel trials the fit and evaluation times add up over threads, and
+        # what is left of the wall time is no figure (it goes negative).
+        "other_s": round(wall - pure - watch.reports, 2) if n_jobs == 1 else None,
         # Everything but fitting and evaluating, spread over the trials: a figure that,
         # unlike the ratios, does not shrink when trials fit more.
-        "overhead_ms_per_trial": round((wall - pure) / counts["study_finished"] * 1000, 1),
+        "overhead_ms_per_trial": (
+            round((wall - pure) / counts["study_finished"] * 1000, 1) if n_jobs == 1 else None
+        ),
         "loop_over_fit_eval": round(watch.trials / pure, 3),
         "wall_over_fit_eval": round(wall / pure, 3),
-        # With parallel trials the writer's time would count once per overlapping fit.
+        # And the writer's time would count once per overlapping fit.
         "wall_over_alone": round(wall / alone, 3) if n_jobs == 1 else None,
         "wall_over_bare": round(wall / bare, 3),
         "best_precision@10": round(result.best_values["precision@10"], 4),
