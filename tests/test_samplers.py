@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from rectune.samplers import DistinctSampler, make_sampler
+from rectune.samplers import FAILURES_TO_GIVE_UP, DistinctSampler, make_sampler
 from rectune.search_space import parse_search_space
 from rectune.sharing import GridSampler
 
@@ -90,9 +90,19 @@ def test_equally_near_combinations_are_chosen_by_the_seed():
     assert len(set(again)) == 1
 
 
-def test_running_and_pruned_trials_count_as_tried_and_failed_ones_do_not():
+def test_running_and_pruned_trials_count_as_tried_and_one_failure_does_not():
     assert next_params(study_with((8, 10, TrialState.RUNNING))) != (8, 10)
-    assert next_params(study_with((8, 10, TrialState.FAIL))) == (8, 10)
+    assert next_params(study_with((8, 10, TrialState.PRUNED))) != (8, 10)
+    assert next_params(study_with((8, 10, TrialState.FAIL))) == (8, 10)  # tried once more
+
+
+def test_a_combination_that_failed_twice_is_not_proposed_again():
+    assert FAILURES_TO_GIVE_UP == 2
+    twice = [(8, 10, TrialState.FAIL), (8, 10, TrialState.FAIL)]
+    assert next_params(study_with(*twice)) in {(8, 20), (16, 10)}  # the nearest others
+    # Failures of other combinations do not add up.
+    apart = [(8, 10, TrialState.FAIL), (8, 20, TrialState.FAIL)]
+    assert next_params(study_with(*apart)) == (8, 10)
 
 
 def test_once_every_combination_is_tried_the_proposal_stands():

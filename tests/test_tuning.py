@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -215,6 +216,33 @@ def test_failing_trials_stop_after_as_many_failures_as_trials_asked_for(tune):
     result = tune(n_trials=3, fit=fit)
     assert [t.state.name for t in result.study.trials] == ["FAIL"] * 3
     assert "stopped after 3 failed trials" in result.notes
+
+
+def test_a_combination_that_keeps_failing_is_given_up_after_two_tries(tune):
+    def fit(model, train, callback=None):
+        # As a combination the GPU cannot hold would, every time.
+        if model.factors == 16 and model.regularization == 1.0:
+            raise RuntimeError("out of memory")
+        return fit_model(model, train, callback=callback)
+
+    names = ("factors", "regularization", "iterations")
+    # Seed 0: the sampler used to propose one of the failing two four times.
+    result = tune(n_trials=6, sampler="tpe", fit=fit, seed=0)
+    trials = result.study.trials
+    failed = Counter(tuple(t.params[k] for k in names) for t in trials if t.state.name == "FAIL")
+    assert set(failed) <= {(16, 1.0, 4), (16, 1.0, 8)}
+    assert set(failed.values()) <= {1, 2}
+    # The other six finished: the study was not used up on the failing two.
+    finished = {
+        tuple(t.user_attrs["params"][k] for k in names)
+        for t in trials
+        if t.state.name == "COMPLETE"
+    }
+    assert finished == {
+        (f, r, i) for f in (8, 16) for r in (0.1, 1.0) for i in (4, 8) if (f, r) != (16, 1.0)
+    }
+    assert result.counts["study_finished"] == 6
+    assert not any(note.startswith("stopped after") for note in result.notes)
 
 
 def test_resuming_runs_only_the_missing_trials_under_the_same_parent(tune):

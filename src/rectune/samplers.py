@@ -29,8 +29,14 @@ from rectune.search_space import SearchSpace
 #: Larger grids are left to the inner sampler alone (duplicates there are rare, and a
 #: table of every combination would cost more than it saves).
 MAX_COMBINATIONS = 100_000
-#: Trials that already stand for their combination (a FAIL may be tried again).
+#: Trials that already stand for their combination.
 _TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+#: Failures after which a combination counts as tried. The first may have been passing
+#: (memory another process held, a lost connection), and the combination gets another
+#: trial; after the second it is left alone, or a grid point that always fails (a factor
+#: count the GPU cannot hold) would be proposed again and again near the best ones, and
+#: use up the study.
+FAILURES_TO_GIVE_UP = 2
 
 
 def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -179,16 +185,23 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         return tuple(point)
 
     def _tried(self, trials: list[FrozenTrial], exclude: int) -> np.ndarray:
-        """A flag per combination: does a trial stand for it already."""
+        """A flag per combination: does a trial stand for it already (or have
+        :data:`FAILURES_TO_GIVE_UP` trials failed on it)."""
         tried = np.zeros(math.prod(self._shape), dtype=bool)
+        failures = np.zeros(tried.shape, dtype=np.int64)
         for trial in trials:
-            if trial.state not in _TRIED or trial.number == exclude:
+            counted = trial.state in _TRIED or trial.state == TrialState.FAIL
+            if not counted or trial.number == exclude:
                 continue
             point = self._point(trial.user_attrs.get("params", trial.params))
             if point is None:
                 continue
-            tried[np.ravel_multi_index(point, self._shape)] = True
-        return tried
+            index = np.ravel_multi_index(point, self._shape)
+            if trial.state == TrialState.FAIL:
+                failures[index] += 1
+            else:
+                tried[index] = True
+        return tried | (failures >= FAILURES_TO_GIVE_UP)
 
     def _nearest_untried(self, point: tuple[int, ...], tried: np.ndarray) -> tuple[int, ...] | None:
         if tried.all():
@@ -239,4 +252,4 @@ def _index(values: list[Any], value: Any) -> int | None:
     return None
 
 
-__all__ = ["MAX_COMBINATIONS", "DistinctSampler", "make_sampler"]
+__all__ = ["FAILURES_TO_GIVE_UP", "MAX_COMBINATIONS", "DistinctSampler", "make_sampler"]
