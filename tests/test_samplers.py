@@ -11,6 +11,7 @@ from optuna.trial import TrialState, create_trial
 from rectune.samplers import FAILURES_TO_GIVE_UP, DistinctSampler, make_sampler
 from rectune.search_space import parse_search_space
 from rectune.sharing import GridSampler
+from rectune.studies import INTERRUPTED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -103,6 +104,20 @@ def test_a_combination_that_failed_twice_is_not_proposed_again():
     # Failures of other combinations do not add up.
     apart = [(8, 10, TrialState.FAIL), (8, 20, TrialState.FAIL)]
     assert next_params(study_with(*apart)) == (8, 10)
+
+
+def test_trials_the_user_stopped_do_not_count_as_failures():
+    study = study_with()
+    for _ in range(FAILURES_TO_GIVE_UP):
+        study.add_trial(
+            create_trial(
+                params={"factors": 8, "iterations": 10},
+                distributions=SPACE.distributions,
+                state=TrialState.FAIL,
+                user_attrs={"error": INTERRUPTED},
+            )
+        )
+    assert next_params(study) == (8, 10)
 
 
 def test_once_every_combination_is_tried_the_proposal_stands():

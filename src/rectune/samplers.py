@@ -22,7 +22,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from rectune import sharing
+from rectune import sharing, studies
 from rectune.errors import ConfigError
 from rectune.search_space import SearchSpace
 
@@ -186,7 +186,7 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
     def _tried(self, trials: list[FrozenTrial], exclude: int) -> np.ndarray:
         """A flag per combination: does a trial stand for it already (or have
-        :data:`FAILURES_TO_GIVE_UP` trials failed on it)."""
+        :data:`FAILURES_TO_GIVE_UP` trials failed on it, not stopped by the user)."""
         tried = np.zeros(math.prod(self._shape), dtype=bool)
         failures = np.zeros(tried.shape, dtype=np.int64)
         for trial in trials:
@@ -197,10 +197,11 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             if point is None:
                 continue
             index = np.ravel_multi_index(point, self._shape)
-            if trial.state == TrialState.FAIL:
-                failures[index] += 1
-            else:
+            if trial.state != TrialState.FAIL:
                 tried[index] = True
+            elif trial.user_attrs.get("error") != studies.INTERRUPTED:
+                # (A trial the user stopped says nothing of its combination.)
+                failures[index] += 1
         return tried | (failures >= FAILURES_TO_GIVE_UP)
 
     def _nearest_untried(self, point: tuple[int, ...], tried: np.ndarray) -> tuple[int, ...] | None:

@@ -56,6 +56,9 @@ CONNECTION_ERRORS = (
     sqlalchemy.exc.InterfaceError,
 )
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: The ``error`` user attribute of a trial the user stopped (Ctrl-C): no fault of its
+#: parameters.
+INTERRUPTED = "interrupted"
 #: System attribute of a journal file's running trial: its last heartbeat (Unix time).
 HEARTBEAT_ATTR = "rectune:heartbeat"
 _CREATE_ATTEMPTS = 5

@@ -460,8 +460,10 @@ class TrialRunner:
             trial.set_user_attr("error", message)
             raise
         except BaseException:  # Ctrl-C: the run did not fail, it was stopped
-            trial.set_user_attr("error", "interrupted")
-            self.tracker.log(run_id, params=params, tags={"error": "interrupted", "state": "FAIL"})
+            trial.set_user_attr("error", studies.INTERRUPTED)
+            self.tracker.log(
+                run_id, params=params, tags={"error": studies.INTERRUPTED, "state": "FAIL"}
+            )
             self.tracker.end_run(run_id, "KILLED")
             raise
         finally:
