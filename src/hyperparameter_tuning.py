@@ -263,7 +263,7 @@ def main(
         eval_users=eval_users,
         show_progress=progress,
     )
-    with lines_above_bars([logger, logging.getLogger("optuna")]):
+    with lines_above_bars([logger, logging.getLogger("optuna")], enabled=progress):
         result = run_tuning(config)
 
     counts = result.counts

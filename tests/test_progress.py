@@ -141,10 +141,11 @@ def test_warnings_print_above_the_bar_and_are_restored_after(monkeypatch):
         shown_elsewhere.append((str(message), file))
 
     monkeypatch.setattr(warnings, "showwarning", show_before)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     own_file = io.StringIO()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        with progress.lines_above_bars([]):
+        with progress.lines_above_bars([], enabled=True):
             warnings.warn("the grid has a duplicate value", UserWarning, stacklevel=1)
             warnings.showwarning("to its own file", UserWarning, "x.py", 3, file=own_file)
         assert warnings.showwarning is show_before
@@ -155,3 +156,13 @@ def test_warnings_print_above_the_bar_and_are_restored_after(monkeypatch):
     assert not text.endswith("\n")  # tqdm.write adds the line's end
     assert file is sys.stderr
     assert shown_elsewhere == [("to its own file", own_file), ("after the block", None)]
+
+
+@pytest.mark.parametrize(("enabled", "terminal"), [(False, True), (True, False)])
+def test_warnings_are_left_alone_without_a_bar(monkeypatch, enabled, terminal):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    with warnings.catch_warnings(record=True) as recorded:  # as pytest's capture does
+        warnings.simplefilter("always")
+        with progress.lines_above_bars([], enabled=enabled):
+            warnings.warn("recorded", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in recorded] == ["recorded"]

@@ -98,9 +98,10 @@ def test_running_and_pruned_trials_count_as_tried_and_one_failure_does_not():
 
 
 def test_a_combination_that_failed_twice_is_not_proposed_again():
-    assert FAILURES_TO_GIVE_UP == 2
-    twice = [(8, 10, TrialState.FAIL), (8, 10, TrialState.FAIL)]
-    assert next_params(study_with(*twice)) in {(8, 20), (16, 10)}  # the nearest others
+    failure = (8, 10, TrialState.FAIL)
+    assert next_params(study_with(*[failure] * (FAILURES_TO_GIVE_UP - 1))) == (8, 10)
+    given_up = study_with(*[failure] * FAILURES_TO_GIVE_UP)
+    assert next_params(given_up) in {(8, 20), (16, 10)}  # the nearest others
     # Failures of other combinations do not add up.
     apart = [(8, 10, TrialState.FAIL), (8, 20, TrialState.FAIL)]
     assert next_params(study_with(*apart)) == (8, 10)

@@ -119,15 +119,23 @@ def scoring_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int
 
 
 @contextlib.contextmanager
-def lines_above_bars(loggers: Sequence[logging.Logger]) -> Iterator[None]:
+def lines_above_bars(loggers: Sequence[logging.Logger], enabled: bool) -> Iterator[None]:
     """Within the block, print the console lines of ``loggers`` and Python warnings
     above any progress bar (through ``tqdm.write``) instead of through it.
 
-    A warning shown into a file of its own (``warnings.showwarning(..., file=f)``) still
-    goes there. Pass no logger whose handler writes through a stream of its own (MLflow's):
-    tqdm would not replace that handler but add a second one, and every line would
-    print twice.
+    Only when bars are ``enabled`` and stderr is a terminal, where a bar shows; elsewhere
+    lines go their usual way, and ``warnings.catch_warnings(record=True)`` (pytest's
+    capture) still records the warnings. Warnings are redirected by replacing
+    ``warnings.showwarning`` for the process until the block ends: a ``catch_warnings``
+    of another thread that outlasts the block would put the replacement back (a CLI
+    process ends after the block). A warning shown into a file of its own
+    (``warnings.showwarning(..., file=f)``) still goes there. Pass no logger whose
+    handler writes through a stream of its own (MLflow's): tqdm would not replace that
+    handler but add a second one, and every line would print twice.
     """
+    if not (enabled and sys.stderr.isatty()):
+        yield
+        return
     show = warnings.showwarning
 
     def show_above(

@@ -35,7 +35,8 @@ _TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 #: (memory another process held, a lost connection), and the combination gets another
 #: trial; after the second it is left alone, or a grid point that always fails (a factor
 #: count the GPU cannot hold) would be proposed again and again near the best ones, and
-#: use up the study.
+#: use up the study. Failures count per combination of the searched parameters, whatever
+#: the fixed ones or the device were (a study resumed on another device keeps them).
 FAILURES_TO_GIVE_UP = 2
 
 
