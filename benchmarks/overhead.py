@@ -26,10 +26,10 @@ would have taken about ``fit_s + eval_s`` less that share of ``writer_in_fit_eva
 the overhead lies near ``wall_over_fit_eval`` (the share 0) and ``wall_over_alone``
 (wall time over the fit and evaluation time less all the writer's CPU time in them: the
 share 1), figures from one run, free of the noise between runs that the plain loop
-suffers. They hold for ``--n-jobs 1`` (with parallel trials the fit and evaluation
-times add up over threads, and ``wall_over_alone``, ``other_s`` and
-``overhead_ms_per_trial`` are left out), and need a thread CPU clock
-(``time.pthread_getcpuclockid``, Linux); without one the writer reads 0 s.
+suffers. They hold for ``--n-jobs 1``: with parallel trials the fit and evaluation
+times add up over threads, and ``other_s``, ``overhead_ms_per_trial`` and the ratios to
+them are left out. They need a thread CPU clock (``time.pthread_getcpuclockid``,
+Linux); without one the writer reads 0 s.
 
 Shared machines are noisy (the same fits vary by 10% from one minute to the next), so
 each study runs ``--repeats`` times, settings taking turns, and the medians are the
@@ -274,9 +274,10 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "overhead_ms_per_trial": (
             round((wall - pure) / counts["study_finished"] * 1000, 1) if n_jobs == 1 else None
         ),
-        "loop_over_fit_eval": round(watch.trials / pure, 3),
-        "wall_over_fit_eval": round(wall / pure, 3),
-        # And the writer's time would count once per overlapping fit.
+        # Ratios to the fit and evaluation time: with parallel trials, left out like
+        # ``other_s`` (and the writer's time would count once per overlapping fit).
+        "loop_over_fit_eval": round(watch.trials / pure, 3) if n_jobs == 1 else None,
+        "wall_over_fit_eval": round(wall / pure, 3) if n_jobs == 1 else None,
         "wall_over_alone": round(wall / alone, 3) if n_jobs == 1 else None,
         "wall_over_bare": round(wall / bare, 3),
         "best_precision@10": round(result.best_values["precision@10"], 4),
