@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 
 from _common import CONTEXT, json_option, machine, print_table, split_synthetic, write_json
+from rectune.cli import seed_option
 from rectune.models import build_model, fit_model
 
 #: A fit about as long as the average fit of overhead.py's study (0.4 s on 2 cores).
@@ -91,9 +92,7 @@ def fit_beside_burner(train, seed: int, duty: float) -> tuple[float, float]:
     show_default=True,
     help="Fits alone and beside the burner, taking turns; the medians are the figures.",
 )
-@click.option(
-    "--seed", type=int, default=42, show_default=True, help="Seeds the data and the model."
-)
+@seed_option("Seeds the data and the model.")
 @json_option
 def main(duty: tuple[float, ...], repeats: int, seed: int, json_out: Path | None) -> None:
     """The share of a busy neighbour's CPU time that an ALS fit loses."""

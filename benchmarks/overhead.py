@@ -62,12 +62,24 @@ import click
 
 from _common import CONTEXT, json_option, machine, print_table, timed, write_json
 from rectune import reports, tracking, tuning
+from rectune.cli import seed_option
 from rectune.data import FeedbackConfig
 from rectune.datasets import SourceSpec, build_dataset
 from rectune.models import fit_model
 from rectune.splits import SplitConfig
 from rectune.synthetic import SyntheticConfig
 from rectune.tuning import TuningConfig, run_tuning
+
+#: Figures left out with parallel trials: the fit and evaluation times add up over
+#: threads, so what is left of the wall time is no figure (it goes negative), nor are
+#: ratios to them (and the writer's time would count once per overlapping fit).
+SERIAL_ONLY = (
+    "other_s",
+    "overhead_ms_per_trial",
+    "loop_over_fit_eval",
+    "wall_over_fit_eval",
+    "wall_over_alone",
+)
 
 
 @dataclass
@@ -252,7 +264,7 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
     alone = pure - watch.writer_in_fit_eval
     bare = watch.bare_loop()
     counts = result.counts
-    return {
+    row = {
         "n_jobs": n_jobs,
         "trials": counts["study_finished"],
         "fits": counts["fits"],
@@ -266,27 +278,24 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         "writer_cpu_s": round(watch.writer_cpu, 2),
         "writer_in_fit_eval_s": round(watch.writer_in_fit_eval, 2),
         "bare_loop_s": round(bare, 2),
-        # With parallel trials the fit and evaluation times add up over threads, and
-        # what is left of the wall time is no figure (it goes negative).
-        "other_s": round(wall - pure - watch.reports, 2) if n_jobs == 1 else None,
+        "other_s": round(wall - pure - watch.reports, 2),
         # Everything but fitting and evaluating, spread over the trials: a figure that,
         # unlike the ratios, does not shrink when trials fit more.
-        "overhead_ms_per_trial": (
-            round((wall - pure) / counts["study_finished"] * 1000, 1) if n_jobs == 1 else None
-        ),
-        # Ratios to the fit and evaluation time: with parallel trials, left out like
-        # ``other_s`` (and the writer's time would count once per overlapping fit).
-        "loop_over_fit_eval": round(watch.trials / pure, 3) if n_jobs == 1 else None,
-        "wall_over_fit_eval": round(wall / pure, 3) if n_jobs == 1 else None,
-        "wall_over_alone": round(wall / alone, 3) if n_jobs == 1 else None,
+        "overhead_ms_per_trial": round((wall - pure) / counts["study_finished"] * 1000, 1),
+        "loop_over_fit_eval": round(watch.trials / pure, 3),
+        "wall_over_fit_eval": round(wall / pure, 3),
+        "wall_over_alone": round(wall / alone, 3),
         "wall_over_bare": round(wall / bare, 3),
         "best_precision@10": round(result.best_values["precision@10"], 4),
     }
+    if n_jobs > 1:
+        row.update(dict.fromkeys(SERIAL_ONLY))
+    return row
 
 
 @click.command(context_settings=CONTEXT)
 @click.option("--n-trials", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@seed_option("Seeds the data, the sampler and the models.")
 @click.option(
     "--repeats",
     type=click.IntRange(min=1),

@@ -1048,15 +1048,21 @@ POLL_SECONDS = 2.0
 STORAGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
+def _show_progress(study: optuna.Study, bar: StudyBar) -> StudyProgress:
+    """The study's progress, from one read of its trials, shown on ``bar`` too."""
+    trials = study.get_trials(deepcopy=False)
+    progress = StudyProgress.of_trials(trials)
+    bar.update(trials, progress)
+    return progress
+
+
 def _after_each_trial(target: int | None, bar: StudyBar) -> Callable[[optuna.Study, Any], None]:
     """A callback that shows the study's progress and stops starting trials once
     finished and running ones (of every worker) make ``target``; the rest of the study
     is left to the workers running it."""
 
     def callback(study: optuna.Study, _trial: Any) -> None:
-        trials = study.get_trials(deepcopy=False)
-        progress = StudyProgress.of_trials(trials)
-        bar.update(trials, progress)
+        progress = _show_progress(study, bar)
         if target is not None and progress.finished + progress.running >= target:
             study.stop()
 
@@ -1110,9 +1116,7 @@ def _run_trials(
             return
         try:
             studies.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            progress = StudyProgress.of_trials(trials)
-            bar.update(trials, progress)
+            progress = _show_progress(study, bar)
             missing = None
             if target is not None:
                 if progress.finished >= target:
