@@ -16,12 +16,13 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mlflow_helpers import clean_env, mlflow_server
 from pg_helpers import CuttableProxy, database_url, fresh_database, query
-from rectune import tuning
+from rectune import studies, tuning
 from rectune.tuning import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
 
 SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
@@ -259,10 +260,38 @@ def test_simultaneous_writers_never_lose_an_entry_or_leave_a_torn_file(tmp_path)
         if output.exists():
             seen.add(tuple(sorted(json.loads(output.read_text()))))  # always whole JSON
     for writer in writers:
-        writer.join()
+        writer.join(timeout=120)
         assert writer.exitcode == 0
     assert json.loads(output.read_text()) == {"als": {"i": 149}, "bpr": {"i": 149}}
     assert seen  # the reader saw the file while it was being rewritten
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optuna_db, monkeypatch):
+    storage = studies.make_storage(database_url(optuna_db), heartbeat=1)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(storage, "_silent", studies.SilentTrials(3, lambda: clock["now"]))
+    study = optuna.create_study(storage=storage, study_name="s")
+    beating = "SELECT trial_id FROM trial_heartbeats"
+
+    live = study.ask()
+    assert query(optuna_db, beating) == [(live._trial_id,)]  # before any heartbeat thread
+    study.enqueue_trial({"x": 1})
+    taken = study.ask()
+    assert taken.number == 1
+    assert sorted(query(optuna_db, beating)) == [(live._trial_id,), (taken._trial_id,)]
+
+    # Created by a worker that died before its first heartbeat (a plain RDB storage
+    # records none).
+    plain = optuna.storages.RDBStorage(database_url(optuna_db))
+    lost = optuna.load_study(study_name="s", storage=plain).ask()
+    studies.fail_stale_trials(study)
+    clock["now"] += 3.5
+    for trial in (live, taken):
+        storage.record_heartbeat(trial._trial_id)
+    studies.fail_stale_trials(study)
+    assert trial_states(optuna_db) == {0: "RUNNING", 1: "RUNNING", 2: "FAIL", 3: "WAITING"}
+    assert study.trials[3].system_attrs["failed_trial"] == lost.number  # queued once more
 
 
 def test_lost_connection_is_retried_then_reported(
@@ -288,10 +317,10 @@ def test_lost_connection_is_retried_then_reported(
     )
 
     # A short outage: the worker retries, reconnects and finishes the study.
-    cutter = threading.Thread(target=cut_after_three_trials, args=(optuna_db, proxy, 1.0))
-    cutter.start()
+    cutter = start_cutter(optuna_db, proxy, restore_after=1.0)
     result = tuning.run_tuning(config)
-    cutter.join()
+    cutter.join(timeout=60)
+    assert not cutter.is_alive()
     states = trial_states(optuna_db)
     assert list(states) == list(range(len(states)))
     complete = sorted(n for n, state in states.items() if state == "COMPLETE")
@@ -316,15 +345,25 @@ def test_lost_connection_is_retried_then_reported(
                 "n_trials": 50,
             }
         )
-        cutter = threading.Thread(target=cut_after_three_trials, args=(second, proxy, None))
-        cutter.start()
+        cutter = start_cutter(second, proxy, restore_after=None)
         with pytest.raises(tuning.StorageUnavailableError) as caught:
             tuning.run_tuning(config)
-        cutter.join()
+        cutter.join(timeout=60)
+        assert not cutter.is_alive()
     message = str(caught.value)
     assert "lost the Optuna storage postgresql://postgres:***@" in message
     assert "4 retries" in message and "run the same command to resume" in message
     assert SECRET not in message
+
+
+def start_cutter(db: str, proxy: CuttableProxy, restore_after: float | None) -> threading.Thread:
+    """Start :func:`cut_after_three_trials` in a thread (a daemon: were the tuning to fail
+    before 3 trials, it must not keep pytest from exiting)."""
+    cutter = threading.Thread(
+        target=cut_after_three_trials, args=(db, proxy, restore_after), daemon=True
+    )
+    cutter.start()
+    return cutter
 
 
 def cut_after_three_trials(db: str, proxy: CuttableProxy, restore_after: float | None) -> None:

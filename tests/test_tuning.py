@@ -939,3 +939,25 @@ def test_a_live_trials_heartbeat_keeps_it_running(tmp_path):
     storage.set_trial_system_attr(trial._trial_id, studies.HEARTBEAT_ATTR, time.time() - 3.5)
     studies.fail_stale_trials(study)  # silent for more than 3 heartbeats of 1 s
     assert storage.get_trial(trial._trial_id).state.name == "FAIL"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(tune, tmp_path):
+    first = tune(n_trials=2)
+    # A worker killed (or cut off from the storage) just after creating its trial, before
+    # the trial's first heartbeat: a plain journal storage records no heartbeat.
+    plain = JournalStorage(JournalFileBackend(first.config.resolved_storage))
+    silent = optuna.load_study(study_name=first.study.study_name, storage=plain).ask()
+    assert studies.HEARTBEAT_ATTR not in plain.get_trial(silent._trial_id).system_attrs
+
+    started = time.monotonic()
+    result = tune(n_trials=3, heartbeat=1)  # stale after 3 s of silence
+    assert time.monotonic() - started > 3
+    trials = {t.number: t for t in result.study.trials}
+    assert trials[silent.number].state.name == "FAIL"
+    assert [t.state.name for n, t in trials.items() if n != silent.number] == ["COMPLETE"] * 3
+    assert any(
+        f"trial(s) {silent.number} had stopped sending heartbeats" in n for n in result.notes
+    )
+

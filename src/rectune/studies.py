@@ -7,7 +7,9 @@
   what it costs in SQLite (see ``benchmarks/overhead.py``).
 * Both kinds have **heartbeats**: a running trial whose worker stops beating for
   ``grace_period`` seconds (killed, or cut off from the database) is marked FAIL by the
-  next worker that looks, and its parameters are queued to run once more.
+  next worker that looks, and its parameters are queued to run once more. A trial beats
+  from the moment it runs, and one that never beat (its worker lost between the two
+  writes) is stale once a worker has watched it silent for the grace period.
 * :func:`study_lock` is a lock across processes and machines, held in the storage itself
   (a PostgreSQL or MySQL advisory lock, a file lock beside a SQLite or journal file).
   Workers take it to find or create the study's MLflow parent run, so two never make two
@@ -25,7 +27,7 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,11 @@ import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage
 
-# Optuna's heartbeat interface, which RDBStorage implements; not exported (pinned 5.0.0).
+# Optuna's heartbeat interface, which RDBStorage implements, and the RDB storage's tables;
+# not exported (pinned 5.0.0).
 from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -120,7 +125,96 @@ class StaleTrialHandler:
         self._retry(study, trial)
 
 
-class JournalFile(JournalStorage, BaseHeartbeat):
+class SilentTrials:
+    """Running trials that never sent a heartbeat, and since when this worker saw them.
+
+    Optuna calls a trial stale only when its last heartbeat is old, so a trial whose
+    worker was killed or cut off after creating it and before its first heartbeat would
+    run for ever, and workers waiting for the study to fill would wait for it for ever.
+    Trials beat from the moment they run (see :class:`Database` and
+    :class:`JournalFile`), so a silent one has lost its worker; it is stale once this
+    worker has watched it silent for ``grace_period`` seconds, on this worker's clock
+    (no clocks of two machines compared).
+    """
+
+    def __init__(self, grace_period: float, clock: Callable[[], float] = time.monotonic):
+        self.grace_period = grace_period
+        self._clock = clock
+        self._since: dict[int, float] = {}
+
+    def stale(self, silent: Iterable[int]) -> list[int]:
+        """Of the trial ids now ``silent``, those silent for the grace period."""
+        now = self._clock()
+        self._since = {trial_id: self._since.get(trial_id, now) for trial_id in silent}
+        return [t for t, since in self._since.items() if now - since > self.grace_period]
+
+
+class _BeatFromTheStart:
+    """A heartbeat storage whose trials beat from the moment they run.
+
+    Optuna records a trial's first heartbeat only once ``study.ask()`` has returned, and
+    never calls a trial with no heartbeat stale; see :class:`SilentTrials`. Creating a
+    running trial beats too (:class:`Database` and :class:`JournalFile` each at their
+    storage's point of creation).
+    """
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:  # a waiting trial taken to run
+            self.record_heartbeat(trial_id)
+        return changed
+
+
+class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
+    """Optuna's RDB storage (a database URL) whose trials beat from the moment they run,
+    and whose trials that never beat go stale too (:class:`SilentTrials`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        heartbeat: int,
+        grace_period: int,
+        on_stale: StaleTrialHandler,
+        engine_kwargs: dict[str, Any],
+    ) -> None:
+        with warnings.catch_warnings():
+            # heartbeat_interval is marked experimental; stable since Optuna 2.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=on_stale,
+            )
+        self._silent = SilentTrials(grace_period)
+
+    # Optuna's cache in front of an RDB storage creates trials through this one.
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        trial, beat = models.TrialModel, models.TrialHeartbeatModel
+        with _create_scoped_session(self.scoped_session) as session:
+            silent = (
+                session.query(trial.trial_id)
+                .outerjoin(beat, beat.trial_id == trial.trial_id)
+                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING)
+                .filter(beat.trial_id.is_(None))
+                .all()
+            )
+        return super()._get_stale_trial_ids(study_id) + self._silent.stale(r[0] for r in silent)
+
+
+class JournalFile(_BeatFromTheStart, JournalStorage, BaseHeartbeat):
     """An Optuna journal file with heartbeats: studies of one machine's processes.
 
     Every change is one appended JSON line (under a file lock, so several processes may
@@ -138,7 +232,14 @@ class JournalFile(JournalStorage, BaseHeartbeat):
         self._heartbeat = heartbeat
         self._grace_period = grace_period
         self._on_stale = on_stale
+        self._silent = SilentTrials(grace_period)
         super().__init__(JournalFileBackend(str(path)))
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial_id)  # beats from the start; see SilentTrials
+        return trial_id
 
     def record_heartbeat(self, trial_id: int) -> None:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
@@ -147,11 +248,11 @@ class JournalFile(JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return [
-            t._trial_id
-            for t in running
-            if now - t.system_attrs.get(HEARTBEAT_ATTR, now) > self._grace_period
+        beats = {t._trial_id: t.system_attrs.get(HEARTBEAT_ATTR) for t in running}
+        old = [
+            t for t, beat in beats.items() if beat is not None and now - beat > self._grace_period
         ]
+        return old + self._silent.stale(t for t, beat in beats.items() if beat is None)
 
     def get_heartbeat_interval(self) -> int:
         return self._heartbeat
@@ -227,16 +328,13 @@ def make_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
-            with warnings.catch_warnings():
-                # heartbeat_interval is marked experimental; stable since Optuna 2.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=_engine_kwargs(url),
-                    heartbeat_interval=heartbeat,
-                    grace_period=GRACE_FACTOR * heartbeat,
-                    heartbeat_stale_trial_callback=on_stale or StaleTrialHandler(),
-                )
+            return Database(
+                url,
+                heartbeat=heartbeat,
+                grace_period=GRACE_FACTOR * heartbeat,
+                on_stale=on_stale or StaleTrialHandler(),
+                engine_kwargs=_engine_kwargs(url),
+            )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
             # Workers starting together on an empty database race to create Optuna's
             # tables; the loser finds them made once the winner commits.
@@ -387,7 +485,9 @@ __all__ = [
     "DEFAULT_HEARTBEAT",
     "HEARTBEAT_ATTR",
     "STUDY_ATTR",
+    "Database",
     "JournalFile",
+    "SilentTrials",
     "StaleTrialHandler",
     "StorageUnavailableError",
     "StudyProgress",
