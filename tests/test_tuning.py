@@ -7,13 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
-from rectune import studies
+from rectune import studies, tuning
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar
@@ -961,3 +962,67 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(t
         f"trial(s) {silent.number} had stopped sending heartbeats" in n for n in result.notes
     )
 
+
+def lost(statement: str) -> sqlalchemy.exc.OperationalError:
+    """The error SQLAlchemy raises when the database connection drops mid-statement."""
+    return sqlalchemy.exc.OperationalError(
+        statement, {}, Exception("server closed the connection unexpectedly")
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_connection_lost_while_optuna_records_a_result_is_retried(tune, monkeypatch, caplog):
+    # Optuna 5.0.0 raises an UnboundLocalError when the storage fails both to record a
+    # trial's result and to read the trial back; the loss of connection is underneath.
+    monkeypatch.setattr(tuning, "STORAGE_RETRY_DELAYS", (0.1,) * 4)
+    record, read = studies.JournalFile.set_trial_state_values, studies.JournalFile.get_trial
+    armed = {"record": True, "read": False}
+
+    def failing_record(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE and armed["record"]:
+            armed.update(record=False, read=True)
+            raise lost("UPDATE trials")
+        return record(self, trial_id, state, values)
+
+    def failing_read(self, trial_id):
+        if armed["read"]:
+            armed["read"] = False
+            raise lost("SELECT trials")
+        return read(self, trial_id)
+
+    monkeypatch.setattr(studies.JournalFile, "set_trial_state_values", failing_record)
+    monkeypatch.setattr(studies.JournalFile, "get_trial", failing_read)
+    result = tune(n_trials=3, heartbeat=1)
+
+    # Trial 0's result was lost with the connection: it went stale, failed and was run
+    # again, while the study went on.
+    states = [t.state.name for t in result.study.trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert result.study.trials[3].system_attrs["failed_trial"] == 0
+    retried = [r.message for r in caplog.records if "lost the Optuna storage" in r.message]
+    assert len(retried) == 1 and "server closed the connection unexpectedly" in retried[0]
+
+
+def while_handling(err: BaseException, handled: BaseException) -> BaseException:
+    """``err`` as Python chains it when raised in an ``except`` block of ``handled``."""
+    err.__context__ = handled
+    return err
+
+
+def wrapped(driver_error: BaseException) -> optuna.exceptions.StorageInternalError:
+    """``driver_error`` as Optuna's RDB storage re-raises it."""
+    err = optuna.exceptions.StorageInternalError("An exception is raised during the commit")
+    err.__cause__ = driver_error
+    return err
+
+
+def test_lost_connection_finds_the_drivers_error_under_what_was_raised_after_it():
+    driver = lost("SELECT 1")
+    assert studies.lost_connection(driver) is driver
+    assert studies.lost_connection(wrapped(driver)) is driver
+    # Optuna's bookkeeping failing in turn while it handled the lost connection.
+    assert studies.lost_connection(while_handling(UnboundLocalError("x"), driver)) is driver
+    assert studies.lost_connection(while_handling(KeyError("y"), wrapped(driver))) is driver
+
+    assert studies.lost_connection(ValueError("bad value")) is None
+    assert studies.lost_connection(while_handling(KeyError("y"), ValueError("z"))) is None

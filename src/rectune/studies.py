@@ -92,6 +92,23 @@ def same_database(a: str, b: str) -> bool:
     return a.split("?")[0] == b.split("?")[0]
 
 
+def lost_connection(err: BaseException) -> BaseException | None:
+    """The storage connection error that ``err`` is, or was raised while handling.
+
+    Optuna's bookkeeping can fail in turn while it handles a lost connection (5.0.0's
+    ``_run_trial`` then raises an UnboundLocalError), so the chain is searched, not only
+    ``err``. The driver's error is returned where Optuna wrapped it: it says more.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CONNECTION_ERRORS):
+            return current.__cause__ or current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def first_line(err: BaseException) -> str:
     """An exception's first line with any password in it redacted."""
     text = str(err).strip()
@@ -493,6 +510,7 @@ __all__ = [
     "StudyProgress",
     "fail_stale_trials",
     "is_url",
+    "lost_connection",
     "make_storage",
     "open_study",
     "same_database",

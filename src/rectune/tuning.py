@@ -63,7 +63,6 @@ from rectune.samplers import make_sampler
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
 from rectune.studies import (
-    CONNECTION_ERRORS,
     DEFAULT_HEARTBEAT,
     StaleTrialHandler,
     StorageUnavailableError,
@@ -1151,9 +1150,11 @@ def _run_trials(
             retries = 0
             if target is None or len(runner.ran) + len(runner.surplus) == attempted:
                 return  # the timeout, or a sampler that stopped the study
-        except CONNECTION_ERRORS as err:
-            # Optuna wraps the driver's error in a generic one; the driver's says more.
-            cause = studies.first_line(err.__cause__ or err)
+        except Exception as err:
+            lost = studies.lost_connection(err)
+            if lost is None:
+                raise
+            cause = studies.first_line(lost)
             shown = redact_url(config.resolved_storage)
             if retries == len(STORAGE_RETRY_DELAYS):
                 raise StorageUnavailableError(
