@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.storages._heartbeat import get_heartbeat_thread
 
 from mlflow_helpers import clean_env, mlflow_server
 from pg_helpers import CuttableProxy, database_url, fresh_database, query
@@ -292,6 +293,30 @@ def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optu
     studies.fail_stale_trials(study)
     assert trial_states(optuna_db) == {0: "RUNNING", 1: "RUNNING", 2: "FAIL", 3: "WAITING"}
     assert study.trials[3].system_attrs["failed_trial"] == lost.number  # queued once more
+
+
+def test_heartbeats_go_on_after_a_short_outage(optuna_db, caplog):
+    proxy = CuttableProxy()
+    storage = studies.make_storage(database_url(optuna_db, password=SECRET, port=proxy.port), 1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial_id = study.ask()._trial_id
+    beat = f"SELECT heartbeat FROM trial_heartbeats WHERE trial_id = {trial_id}"
+    heartbeat = get_heartbeat_thread(trial_id, storage)  # as Optuna beats, every second
+    heartbeat.start()
+    try:
+        time.sleep(0.5)
+        proxy.cut()
+        time.sleep(2.5)  # two beats lost
+        before = query(optuna_db, beat)
+        proxy.restore()
+        time.sleep(2)
+        after = query(optuna_db, beat)
+    finally:
+        heartbeat.join()
+    assert after > before  # the thread lived through the outage and beat again
+    lost = [r.getMessage() for r in caplog.records if "while recording a heartbeat" in r.message]
+    assert lost and all("postgresql://postgres:***@" in m for m in lost)
+    assert SECRET not in caplog.text
 
 
 def test_lost_connection_is_retried_then_reported(

@@ -24,6 +24,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import random
 import time
 import warnings
@@ -48,6 +49,8 @@ from rectune import __version__
 from rectune._io import file_lock
 from rectune.errors import ConfigError, RectuneError
 from rectune.urls import redact_text, redact_url
+
+log = logging.getLogger(__name__)
 
 #: Key in the study's user attributes describing what the study optimises.
 STUDY_ATTR = "rectune"
@@ -208,6 +211,21 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
                 heartbeat_stale_trial_callback=on_stale,
             )
         self._silent = SilentTrials(grace_period)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # Optuna's heartbeat thread dies, with a traceback, at its first error: one beat
+        # lost in a short outage would stop every later one and fail a trial that lived
+        # through it. A trial whose beats stay lost goes stale, as it should.
+        try:
+            super().record_heartbeat(trial_id)
+        except CONNECTION_ERRORS as err:
+            log.warning(
+                "lost the Optuna storage %s while recording a heartbeat (%s); a running "
+                "trial is failed as stale if it stays lost for %d s",
+                redact_url(self.url),
+                first_line(lost_connection(err) or err),
+                self.grace_period,
+            )
 
     # Optuna's cache in front of an RDB storage creates trials through this one.
     def _create_new_trial(
