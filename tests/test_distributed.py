@@ -295,6 +295,7 @@ def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optu
     assert study.trials[3].system_attrs["failed_trial"] == lost.number  # queued once more
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_heartbeats_go_on_after_a_short_outage(optuna_db, caplog):
     proxy = CuttableProxy()
     storage = studies.make_storage(database_url(optuna_db, password=SECRET, port=proxy.port), 1)
