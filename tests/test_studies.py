@@ -20,25 +20,36 @@ class Clock:
 def test_a_silent_trial_is_stale_once_watched_for_the_grace_period():
     clock = Clock()
     silent = studies.SilentTrials(3, clock)
-    assert silent.stale([7]) == []
+    assert silent.stale(1, [7]) == []
     clock.now += 3  # not yet *more* than the grace period
-    assert silent.stale([7, 8]) == []
+    assert silent.stale(1, [7, 8]) == []
     clock.now += 0.5
-    assert silent.stale([7, 8]) == [7]  # 8 was first seen 0.5 s ago
+    assert silent.stale(1, [7, 8]) == [7]  # 8 was first seen 0.5 s ago
     clock.now += 3
-    assert silent.stale([7, 8]) == [7, 8]
+    assert silent.stale(1, [7, 8]) == [7, 8]
 
 
 def test_a_trial_that_beats_is_forgotten_and_watched_afresh_if_silent_again():
     clock = Clock()
     silent = studies.SilentTrials(3, clock)
-    silent.stale([7])
+    silent.stale(1, [7])
     clock.now += 2
-    assert silent.stale([]) == []  # it beat (or finished)
+    assert silent.stale(1, []) == []  # it beat (or finished)
     clock.now += 2
-    assert silent.stale([7]) == []  # 4 s after it was first seen, but watched afresh
+    assert silent.stale(1, [7]) == []  # 4 s after it was first seen, but watched afresh
     clock.now += 3.5
-    assert silent.stale([7]) == [7]
+    assert silent.stale(1, [7]) == [7]
+
+
+def test_silent_trials_are_watched_per_study():
+    clock = Clock()
+    silent = studies.SilentTrials(3, clock)
+    silent.stale(1, [7])
+    clock.now += 2
+    assert silent.stale(2, [8]) == []  # another study's look does not reset study 1's
+    clock.now += 2
+    assert silent.stale(1, [7]) == [7]
+    assert silent.stale(2, [8]) == []
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
-from rectune import studies, tuning
+from rectune import sharing, studies, tuning
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar
@@ -996,9 +996,11 @@ def test_a_connection_lost_while_optuna_records_a_result_is_retried(tune, monkey
 
     # Trial 0's result was lost with the connection: it went stale, failed and was run
     # again, while the study went on.
-    states = [t.state.name for t in result.study.trials]
-    assert states == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
-    assert result.study.trials[3].system_attrs["failed_trial"] == 0
+    trials = result.study.trials
+    assert trials[0].state.name == "FAIL"
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert retry.state.name == "COMPLETE" and retry.params == trials[0].params
+    assert [t.state.name for t in trials].count("COMPLETE") == 3
     retried = [r.message for r in caplog.records if "lost the Optuna storage" in r.message]
     assert len(retried) == 1 and "server closed the connection unexpectedly" in retried[0]
 
@@ -1026,3 +1028,41 @@ def test_lost_connection_finds_the_drivers_error_under_what_was_raised_after_it(
 
     assert studies.lost_connection(ValueError("bad value")) is None
     assert studies.lost_connection(while_handling(KeyError("y"), ValueError("z"))) is None
+    # Optuna wraps every database error, not only lost connections.
+    bad_data = sqlalchemy.exc.DataError("INSERT", {}, Exception("value too long"))
+    assert studies.lost_connection(wrapped(bad_data)) is None
+    # `raise ... from None` says the error handled is not the cause.
+    unrelated = while_handling(KeyError("y"), driver)
+    unrelated.__suppress_context__ = True
+    assert studies.lost_connection(unrelated) is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_shared_trial_that_could_not_be_recorded_goes_stale_and_is_retried(tune, monkeypatch):
+    # The connection drops just as a fit records its trial at a smaller iteration count.
+    number_of = studies.JournalFile.get_trial_number_from_id
+    armed = [True]
+
+    def failing_number_of(self, trial_id):
+        if armed[0] and sharing.SHARED_FIT_OF in self.get_trial(trial_id).user_attrs:
+            armed[0] = False
+            raise lost("SELECT trials.number")
+        return number_of(self, trial_id)
+
+    monkeypatch.setattr(studies.JournalFile, "get_trial_number_from_id", failing_number_of)
+    result = tune(n_trials=3, heartbeat=1)
+    assert not armed[0]
+
+    trials = result.study.trials
+    (lost_shared,) = [
+        t for t in trials if t.state.name == "FAIL" and sharing.SHARED_FIT_OF in t.user_attrs
+    ]
+    fit_of = trials[lost_shared.user_attrs[sharing.SHARED_FIT_OF]]
+    assert (
+        fit_of.state.name == "FAIL" and "server closed the connection" in fit_of.user_attrs["error"]
+    )
+    # Not left beating for ever: stale, failed and run once more.
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == lost_shared.number]
+    assert retry.state.name == "COMPLETE" and retry.params == lost_shared.params
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 3

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,12 +58,9 @@ STUDY_ATTR = "rectune"
 #: Seconds between a running trial's heartbeats; a trial is stale after GRACE_FACTOR of them.
 DEFAULT_HEARTBEAT = 10
 GRACE_FACTOR = 3
-#: Errors meaning the storage could not be reached (as opposed to bad input).
-CONNECTION_ERRORS = (
-    optuna.exceptions.StorageInternalError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-)
+#: The database driver's errors (through SQLAlchemy) meaning the storage could not be
+#: reached, as opposed to bad input; Optuna raises them wrapped (see lost_connection).
+CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: The ``error`` user attribute of a trial the user stopped (Ctrl-C): no fault of its
 #: parameters.
@@ -96,19 +94,23 @@ def same_database(a: str, b: str) -> bool:
 
 
 def lost_connection(err: BaseException) -> BaseException | None:
-    """The storage connection error that ``err`` is, or was raised while handling.
+    """The storage connection error (:data:`CONNECTION_ERRORS`) behind ``err``, if any.
 
-    Optuna's bookkeeping can fail in turn while it handles a lost connection (5.0.0's
-    ``_run_trial`` then raises an UnboundLocalError), so the chain is searched, not only
-    ``err``. The driver's error is returned where Optuna wrapped it: it says more.
+    Optuna wraps the driver's errors in a StorageInternalError (as it wraps every
+    database error), and its bookkeeping can fail in turn while it handles one (5.0.0's
+    ``_run_trial`` then raises an UnboundLocalError), so the chain of causes and of
+    errors being handled is searched, as Python prints it.
     """
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         if isinstance(current, CONNECTION_ERRORS):
-            return current.__cause__ or current
+            return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
     return None
 
 
@@ -160,13 +162,17 @@ class SilentTrials:
     def __init__(self, grace_period: float, clock: Callable[[], float] = time.monotonic):
         self.grace_period = grace_period
         self._clock = clock
-        self._since: dict[int, float] = {}
+        self._since: dict[int, dict[int, float]] = {}  # study id -> trial id -> first seen
+        self._lock = threading.Lock()  # parallel trials of one process look too
 
-    def stale(self, silent: Iterable[int]) -> list[int]:
-        """Of the trial ids now ``silent``, those silent for the grace period."""
+    def stale(self, study_id: int, silent: Iterable[int]) -> list[int]:
+        """Of study ``study_id``'s trials now ``silent`` (ids read just before), those
+        silent for the grace period."""
         now = self._clock()
-        self._since = {trial_id: self._since.get(trial_id, now) for trial_id in silent}
-        return [t for t, since in self._since.items() if now - since > self.grace_period]
+        with self._lock:
+            seen = self._since.get(study_id, {})
+            seen = self._since[study_id] = {t: seen.get(t, now) for t in silent}
+        return [t for t, since in seen.items() if now - since > self.grace_period]
 
 
 class _BeatFromTheStart:
@@ -188,8 +194,11 @@ class _BeatFromTheStart:
 
 
 class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
-    """Optuna's RDB storage (a database URL) whose trials beat from the moment they run,
-    and whose trials that never beat go stale too (:class:`SilentTrials`)."""
+    """Optuna's RDB storage (a database URL), with heartbeats that leave no trial behind.
+
+    Trials beat from the moment they run, a trial that never beat goes stale too
+    (:class:`SilentTrials`), and a beat lost in a short outage does not stop the next.
+    """
 
     def __init__(
         self,
@@ -218,12 +227,15 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
         # through it. A trial whose beats stay lost goes stale, as it should.
         try:
             super().record_heartbeat(trial_id)
-        except CONNECTION_ERRORS as err:
+        except Exception as err:
+            lost = lost_connection(err)
+            if lost is None:
+                raise
             log.warning(
                 "lost the Optuna storage %s while recording a heartbeat (%s); a running "
                 "trial is failed as stale if it stays lost for %d s",
                 redact_url(self.url),
-                first_line(lost_connection(err) or err),
+                first_line(lost),
                 self.grace_period,
             )
 
@@ -237,6 +249,7 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
         return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        old = super()._get_stale_trial_ids(study_id)
         trial, beat = models.TrialModel, models.TrialHeartbeatModel
         with _create_scoped_session(self.scoped_session) as session:
             silent = (
@@ -246,7 +259,7 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
                 .filter(beat.trial_id.is_(None))
                 .all()
             )
-        return super()._get_stale_trial_ids(study_id) + self._silent.stale(r[0] for r in silent)
+        return old + self._silent.stale(study_id, [row[0] for row in silent])
 
 
 class JournalFile(_BeatFromTheStart, JournalStorage, BaseHeartbeat):
@@ -287,7 +300,7 @@ class JournalFile(_BeatFromTheStart, JournalStorage, BaseHeartbeat):
         old = [
             t for t, beat in beats.items() if beat is not None and now - beat > self._grace_period
         ]
-        return old + self._silent.stale(t for t, beat in beats.items() if beat is None)
+        return old + self._silent.stale(study_id, [t for t, beat in beats.items() if beat is None])
 
     def get_heartbeat_interval(self) -> int:
         return self._heartbeat

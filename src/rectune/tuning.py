@@ -699,20 +699,26 @@ class TrialRunner:
                 system_attrs=grid.system_attrs(full) if grid else None,
             ),
         )
+        number = storage.get_trial_number_from_id(trial_id)
         # It beats until completed, like the trial whose fit it comes from: were this
         # worker killed, it would go stale and be retried, not be left running.
         heartbeat = get_heartbeat_thread(trial_id, storage)
         heartbeat.start()
-        number = storage.get_trial_number_from_id(trial_id)
-        run_id = self._start_trial_run(
-            number,
-            lambda made: storage.set_trial_user_attr(trial_id, "mlflow_run_id", made),
-            shared_fit_of_trial=trial.number,
-            state="COMPLETE",
-        )
-        history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
-        self.tracker.log(run_id, params=full, metrics=metrics, history=history)
-        self.tracker.end_run(run_id, "FINISHED")
+        try:
+            run_id = self._start_trial_run(
+                number,
+                lambda made: storage.set_trial_user_attr(trial_id, "mlflow_run_id", made),
+                shared_fit_of_trial=trial.number,
+                state="COMPLETE",
+            )
+            history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
+            self.tracker.log(run_id, params=full, metrics=metrics, history=history)
+            self.tracker.end_run(run_id, "FINISHED")
+        except BaseException:
+            # Not to be completed: it must stop beating, go stale and be retried, not
+            # beat for ever while every worker waits for it.
+            heartbeat.join()
+            raise
         values = [metrics[o.name] for o in self.objectives]
         return _SharedTrial(trial_id, number, values, run_id, heartbeat)
 
