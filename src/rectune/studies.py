@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,17 +250,22 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
         return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        old = super()._get_stale_trial_ids(study_id)
+        # Optuna's own check, which skips trials with no heartbeat, and the silent trials
+        # it leaves, from one read of the running trials with their last beats.
         trial, beat = models.TrialModel, models.TrialHeartbeatModel
         with _create_scoped_session(self.scoped_session) as session:
-            silent = (
-                session.query(trial.trial_id)
+            # The database's clock, which stamps the beats; naive, as the beats are
+            # (PostgreSQL's now() is timezone-aware).
+            now = session.scalar(sqlalchemy.select(sqlalchemy.func.now())).replace(tzinfo=None)
+            beats = dict(
+                session.query(trial.trial_id, beat.heartbeat)
                 .outerjoin(beat, beat.trial_id == trial.trial_id)
                 .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING)
-                .filter(beat.trial_id.is_(None))
                 .all()
             )
-        return old + self._silent.stale(study_id, [row[0] for row in silent])
+        grace = timedelta(seconds=self.grace_period)
+        old = [t for t, at in beats.items() if at is not None and now - at > grace]
+        return old + self._silent.stale(study_id, [t for t, at in beats.items() if at is None])
 
 
 class JournalFile(_BeatFromTheStart, JournalStorage, BaseHeartbeat):
