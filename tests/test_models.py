@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from rectune import models
+from rectune import metrics, models
 from rectune.baselines import popularity_factors
 from rectune.errors import ModelError
 from rectune.metrics import evaluate
@@ -37,7 +38,7 @@ def test_defaults_fill_missing_hyperparameters_and_types_are_coerced():
             "als",
             {"learning_rate": 0.1},
             "unknown ALS hyperparameter 'learning_rate'; allowed: "
-            "factors, regularization, alpha, iterations",
+            "factors, regularization, alpha, iterations, weighting",
         ),
         ("bpr", {"alpha": 1, "beta": 2}, "unknown BPR hyperparameters 'alpha', 'beta'"),
         ("als", {"factors": 0}, "'factors' must be int >= 1, got 0"),
@@ -164,3 +165,71 @@ def test_popularity_factors_rank_by_training_counts():
     train = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 0, 1], [0, 1, 0, 1]], np.float32))
     users, items = popularity_factors(train)
     assert (users @ items.T).tolist() == [[1, 3, 0, 2]] * 3
+
+
+def test_als_weighting_is_applied_to_the_training_values():
+    from rectune.models import Adjustments
+
+    ratings = sp.csr_matrix(np.array([[5.0, 0.0, 1.0], [0.0, 3.0, 4.0]], dtype=np.float32))
+    assert Adjustments("stored").training_matrix(ratings) is ratings
+    binary = Adjustments("binary").training_matrix(ratings)
+    assert binary.toarray().tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
+    assert ratings.data.tolist() == [5.0, 1.0, 3.0, 4.0]  # the caller's matrix is kept
+    from implicit.nearest_neighbours import bm25_weight
+
+    bm25 = Adjustments("bm25").training_matrix(ratings)
+    expected = bm25_weight(ratings, K1=100, B=0.8).toarray()
+    assert bm25.dtype == np.float32 and np.allclose(bm25.toarray(), expected)
+
+
+def test_weighting_changes_the_fit_only_through_the_values(synthetic_dataset):
+    train = synthetic_dataset.train
+    ones = train.copy()
+    ones.data[:] = 1.0
+    binary = fit_model(build_model("als", {**FAST["als"], "weighting": "binary"}, seed=3), train)
+    plain = fit_model(build_model("als", FAST["als"], seed=3), ones)
+    assert np.array_equal(binary.item_factors, plain.item_factors)
+
+
+def test_bpr_popularity_correction_adds_beta_log_count_to_the_item_bias(synthetic_dataset):
+    train = synthetic_dataset.train
+    params = {**FAST["bpr"], "iterations": 3}
+    raw = fit_model(build_model("bpr", {**params, "popularity_correction": 0.0}, seed=2), train)
+    seen = {}
+    corrected = build_model("bpr", {**params, "popularity_correction": 0.5}, seed=2)
+
+    def callback(done):
+        if done == 3:  # scored mid-fit as it will be after: the correction included
+            seen["items"] = metrics.factors_of(corrected)[1].copy()
+
+    fit_model(corrected, train, callback=callback)
+    counts = np.bincount(train.indices, minlength=train.shape[1])
+    shift = corrected.item_factors[:, -1] - raw.item_factors[:, -1]
+    assert np.allclose(shift, 0.5 * np.log(np.maximum(counts, 1)), atol=1e-5)
+    assert np.array_equal(corrected.item_factors[:, :-1], raw.item_factors[:, :-1])
+    assert np.array_equal(seen["items"], corrected.item_factors)
+    assert corrected.pending_item_bias is None
+
+
+def test_the_corrected_bias_is_saved_with_the_model(synthetic_dataset, tmp_path):
+    model = fit_model(build_model("bpr", FAST["bpr"], seed=1), synthetic_dataset.train)
+    loaded = load_model(save_model(model, tmp_path / "bpr"))
+    assert np.array_equal(loaded.item_factors, model.item_factors)
+    assert DEFAULT_HYPERPARAMETERS["bpr"]["popularity_correction"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"weighting": "log"}, "'weighting' must be one of stored, binary, bm25, tfidf"),
+        ({"weighting": 1}, "'weighting' must be one of"),
+    ],
+)
+def test_bad_weighting_is_refused(params, message):
+    with pytest.raises(ModelError, match=message):
+        build_model("als", params, device="cpu")
+
+
+def test_correction_must_not_be_negative():
+    with pytest.raises(ModelError, match="'popularity_correction' must be float >= 0"):
+        build_model("bpr", {"popularity_correction": -1}, device="cpu")

@@ -307,12 +307,19 @@ def factors_of(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """(user_factors, item_factors) as numpy arrays from a fitted implicit model.
 
     GPU models are copied to the host. BPR's factors carry its item bias as an extra
-    column (and a column of ones for users), so ``U @ V.T`` scores either model.
+    column (and a column of ones for users), so ``U @ V.T`` scores either model. While
+    :func:`rectune.models.fit_model` runs, the BPR popularity correction it will add to
+    the item bias at the end (``pending_item_bias``) is added to a copy here.
     """
     users, items = model.user_factors, model.item_factors
     if hasattr(users, "to_numpy"):  # implicit.gpu.Matrix
         users, items = users.to_numpy(), items.to_numpy()
-    return np.asarray(users), np.asarray(items)
+    users, items = np.asarray(users), np.asarray(items)
+    pending = getattr(model, "pending_item_bias", None)
+    if pending is not None:
+        items = items.copy()
+        items[:, -1] += pending
+    return users, items
 
 
 def sample_users(test: sp.csr_matrix, n: int, seed: int) -> np.ndarray:

@@ -2,8 +2,24 @@
 
 ``build_model("als", {"factors": 64})`` validates the hyperparameters against
 :data:`HYPERPARAMETERS`, fills the rest from :data:`DEFAULT_HYPERPARAMETERS` (implicit's
-own defaults), picks the device and seeds the model. Models are saved in implicit's own
-``.npz`` format, which loads without pickle.
+own defaults, plus rectune's two below), picks the device and seeds the model. Models
+are saved in implicit's own ``.npz`` format, which loads without pickle.
+
+Two hyperparameters are rectune's, applied around implicit's fit by :func:`fit_model`:
+
+* ALS ``weighting``: what the training matrix's values become before the fit, where
+  implicit's confidence is ``1 + alpha * value``: ``stored`` (the values as
+  ``split_data.py`` wrote them: ratings, counts or 1s), ``binary`` (1 per interaction),
+  ``bm25`` or ``tfidf`` (implicit's ``bm25_weight(K1=100, B=0.8)`` / ``tfidf_weight`` of
+  the stored values).
+* BPR ``popularity_correction`` ``beta``: implicit's BPR draws each negative item in
+  proportion to its popularity (from the training matrix's entries; Cornac and the BPR
+  paper draw uniformly), so it learns scores relative to popularity and ranks popular
+  items too low. After the fit, ``beta * log(n_i)`` is added to each item's bias, ``n_i``
+  being its number of training users (at least 1): the logQ correction of sampled
+  training (Yi et al., 2019). 0 gives implicit's model as it is; 1 is exact for a
+  softmax over the sampling distribution. It is in the saved factors, so recommending
+  and serving need nothing more.
 
 Determinism: ALS is deterministic for a fixed seed at any thread count. BPR is only
 deterministic with one thread, so BPR on the CPU defaults to ``num_threads=1``; pass
@@ -25,6 +41,7 @@ import implicit.cpu.bpr
 import implicit.gpu
 import implicit.gpu.als
 import implicit.gpu.bpr
+import implicit.nearest_neighbours
 import numpy as np
 import scipy.sparse as sp
 
@@ -49,16 +66,23 @@ class Hyperparameter:
     low_inclusive: bool = True
     cuda: bool = True  # accepted by the GPU implementation
     help: str = ""
+    #: The allowed values of a ``str`` hyperparameter.
+    choices: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.kind is bool:
             return "true or false"
+        if self.kind is str:
+            return f"one of {', '.join(self.choices)}"
         if self.low is None:
             return self.kind.__name__
         return f"{self.kind.__name__} {'>=' if self.low_inclusive else '>'} {self.low:g}"
 
     def coerce(self, name: str, value: Any) -> Any:
-        if self.kind is bool:
+        if self.kind is str:
+            if isinstance(value, str) and value in self.choices:
+                return value
+        elif self.kind is bool:
             if isinstance(value, bool | np.bool_):
                 return bool(value)
         elif self.kind is int:
@@ -92,6 +116,11 @@ HYPERPARAMETERS: dict[str, dict[str, Hyperparameter]] = {
             float, 0.0, low_inclusive=False, help="confidence weight of observed entries"
         ),
         "iterations": Hyperparameter(int, 1, help="ALS sweeps"),
+        "weighting": Hyperparameter(
+            str,
+            choices=("stored", "binary", "bm25", "tfidf"),
+            help="training values before the fit (rectune's)",
+        ),
         "use_cg": Hyperparameter(bool, cuda=False, help="conjugate-gradient solver"),
         "use_native": Hyperparameter(bool, cuda=False, help="native extensions"),
     },
@@ -103,12 +132,29 @@ HYPERPARAMETERS: dict[str, dict[str, Hyperparameter]] = {
         "verify_negative_samples": Hyperparameter(
             bool, help="resample negatives the user has liked"
         ),
+        "popularity_correction": Hyperparameter(
+            float, 0.0, help="beta of the log-popularity added to item biases (rectune's)"
+        ),
     },
 }
+#: Hyperparameters rectune applies around the fit; implicit's models do not take them.
+RECTUNE_HYPERPARAMETERS = {"als": ("weighting",), "bpr": ("popularity_correction",)}
 
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    "als": {"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
-    "bpr": {"factors": 100, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
+    "als": {
+        "factors": 100,
+        "regularization": 0.01,
+        "alpha": 1.0,
+        "iterations": 15,
+        "weighting": "stored",
+    },
+    "bpr": {
+        "factors": 100,
+        "learning_rate": 0.01,
+        "regularization": 0.01,
+        "iterations": 100,
+        "popularity_correction": 1.0,
+    },
 }
 
 
@@ -181,7 +227,18 @@ def build_model(
         CPU threads; ``None`` means all cores for ALS and 1 for BPR (deterministic).
     """
     params = validate_hyperparameters(name, params)
-    resolved = resolve_device(device)
+    adjustments = Adjustments(
+        weighting=params.pop("weighting", "stored"),
+        popularity_correction=params.pop("popularity_correction", 0.0),
+    )
+    model = _implicit_model(name, params, resolve_device(device), seed, num_threads)
+    model.rectune_adjustments = adjustments
+    return model
+
+
+def _implicit_model(
+    name: str, params: dict[str, Any], resolved: str, seed: int, num_threads: int | None
+) -> Any:
     if resolved == "cuda":
         ignored = [key for key in params if not HYPERPARAMETERS[name][key].cuda]
         kwargs = {key: value for key, value in params.items() if key not in ignored}
@@ -215,16 +272,74 @@ def fit_model(
 ) -> Any:
     """Fit ``model`` on a user x item CSR matrix; return it.
 
-    ``callback(iterations_done)`` runs after every iteration with a 1-based count; an
-    exception raised in it (say, ``optuna.TrialPruned``) stops the fit and propagates.
+    The matrix is weighted first and the popularity correction applied after, as the
+    model's rectune hyperparameters say (see the module's docstring). While the fit
+    runs, :func:`rectune.metrics.factors_of` already scores with the correction, so
+    ``callback(iterations_done)``, run after every iteration with a 1-based count, sees
+    the model as it would be if the fit stopped there. An exception raised in it (say,
+    ``optuna.TrialPruned``) stops the fit and propagates.
     """
     user_items = sp.csr_matrix(user_items, dtype=np.float32)
+    adjustments = getattr(model, "rectune_adjustments", None) or Adjustments()
+    model.pending_item_bias = adjustments.item_bias(user_items)
 
     def on_iteration(iteration: int, *_: Any) -> None:
         callback(iteration + 1)
 
-    model.fit(user_items, show_progress=show_progress, callback=on_iteration if callback else None)
+    try:
+        model.fit(
+            adjustments.training_matrix(user_items),
+            show_progress=show_progress,
+            callback=on_iteration if callback else None,
+        )
+    finally:
+        # A fit stopped by its callback (pruned) is left as it was scored, corrected too.
+        _add_item_bias(model, model.pending_item_bias)
+        model.pending_item_bias = None
     return model
+
+
+@dataclass(frozen=True)
+class Adjustments:
+    """rectune's hyperparameters around an implicit fit (see the module's docstring)."""
+
+    weighting: str = "stored"
+    popularity_correction: float = 0.0
+
+    def training_matrix(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
+        """The matrix ALS fits: ``user_items`` weighted by :attr:`weighting`."""
+        if self.weighting == "stored":
+            return user_items
+        if self.weighting == "binary":
+            weighted = user_items.copy()
+            weighted.data[:] = 1.0
+            return weighted
+        weight = (
+            implicit.nearest_neighbours.bm25_weight
+            if self.weighting == "bm25"
+            else implicit.nearest_neighbours.tfidf_weight
+        )
+        return sp.csr_matrix(weight(user_items), dtype=np.float32)
+
+    def item_bias(self, user_items: sp.csr_matrix) -> np.ndarray | None:
+        """``beta * log(n_i)`` per item (``n_i``: its training users, at least 1), or
+        ``None`` without a correction."""
+        if not self.popularity_correction:
+            return None
+        counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
+        return (self.popularity_correction * np.log(np.maximum(counts, 1))).astype(np.float32)
+
+
+def _add_item_bias(model: Any, bias: np.ndarray | None) -> None:
+    """Add ``bias`` to a fitted BPR model's item bias (the last item factor column)."""
+    if bias is None or model.item_factors is None:
+        return
+    if _is_gpu(model):
+        items = model.item_factors.to_numpy()
+        items[:, -1] += bias
+        model.item_factors = implicit.gpu.Matrix(items)
+    else:
+        model.item_factors[:, -1] += bias
 
 
 def to_cpu(model: Any) -> Any:
