@@ -32,6 +32,22 @@ from rectune.synthetic import SyntheticConfig
 
 _FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 _DEFAULT_SYNTHETIC = SyntheticConfig()
+#: ``--min-rating none``: keep every rating, whatever the source's default.
+NO_MIN_RATING = "none"
+
+
+class MinRating(click.ParamType):
+    """A rating threshold, or ``none`` for no threshold at all."""
+
+    name = "FLOAT|none"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == NO_MIN_RATING:
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor {NO_MIN_RATING!r}", param, ctx)
 
 
 @click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
@@ -87,15 +103,17 @@ _DEFAULT_SYNTHETIC = SyntheticConfig()
 )
 @click.option(
     "--min-rating",
-    type=float,
-    help="Keep interactions rated at least this [default: 4 for MovieLens, none otherwise].",
+    type=MinRating(),
+    help="Keep interactions rated at least this; 'none' keeps every rating "
+    "[default: 4 for MovieLens, none otherwise].",
 )
 @click.option(
     "--weighting",
     type=click.Choice(WEIGHTINGS),
-    default="binary",
+    default="auto",
     show_default=True,
-    help="Matrix values: 1 per pair, the pair's highest rating, or its count.",
+    help="Matrix values: 1 per pair, the pair's highest rating, or its count; auto: the "
+    "rating where the source has ratings, else 1 (ALS tunes how it uses them).",
 )
 @click.option(
     "--min-user-interactions",
@@ -156,7 +174,7 @@ def main(
     n_users: int,
     n_items: int,
     n_interactions: int,
-    min_rating: float | None,
+    min_rating: float | str | None,
     weighting: str,
     min_user_interactions: int,
     min_item_interactions: int,
@@ -195,7 +213,7 @@ def main(
         else SyntheticConfig(),
     )
     feedback = FeedbackConfig(
-        min_rating=min_rating,
+        min_rating=None if min_rating == NO_MIN_RATING else min_rating,
         weighting=weighting,
         min_user_interactions=min_user_interactions,
         min_item_interactions=min_item_interactions,
@@ -207,7 +225,14 @@ def main(
         min_interactions=min_split_interactions,
         seed=seed,
     )
-    manifest = build_dataset(spec, feedback, split, name=dataset_name, data_dir=data_dir)
+    manifest = build_dataset(
+        spec,
+        feedback,
+        split,
+        name=dataset_name,
+        data_dir=data_dir,
+        source_min_rating=min_rating != NO_MIN_RATING,
+    )
 
     if manifest["source"].get("verification") == "unverified":
         warn(

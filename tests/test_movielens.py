@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import scipy.sparse as sp
 
 from rectune import movielens
 from rectune.movielens import BASE_URL_ENV, RELEASES
@@ -90,6 +91,16 @@ def test_extracted_folder_is_used_without_network(run_split, tmp_path, monkeypat
     assert manifest["counts"]["interactions"] == 5
     result = run_split("--dataset", "movielens-100k", "--min-rating", "0", "--dataset-name", "all")
     assert result.exit_code == 0 and manifest_of(tmp_path, "all")["counts"]["interactions"] == 7
+    # `none` switches the filter off by name; the matrices keep the ratings (auto).
+    result = run_split("--dataset", "movielens-100k", "--min-rating", "none", "--dataset-name", "n")
+    assert result.exit_code == 0, result.output
+    manifest = manifest_of(tmp_path, "n")
+    assert manifest["options"]["feedback"]["min_rating"] is None
+    assert manifest["options"]["feedback"]["weighting"] == "rating"
+    assert manifest["counts"]["interactions"] == 7
+    folder = tmp_path / "data" / "processed" / "n"
+    values = [v for f in ("train.npz", "test.npz") for v in sp.load_npz(folder / f).data]
+    assert sorted(values) == [1.0, 2.0, 4.0, 4.0, 5.0, 5.0, 5.0]
 
 
 def test_archive_in_raw_is_verified_and_extracted(run_split, tmp_path, monkeypatch):

@@ -84,6 +84,15 @@ def test_manifest_records_source_options_counts_and_fingerprints(run_split, tmp_
         "rating": "stars",
         "timestamp": "when",
     }
+    # Every column was named, so none was detected; ratings are kept as values (auto).
+    assert manifest["source"]["columns_used"] == {
+        "user_id": "u",
+        "item_id": "i",
+        "rating": "stars",
+        "timestamp": "when",
+    }
+    assert manifest["source"]["columns_detected"] == []
+    assert manifest["options"]["feedback"]["weighting"] == "rating"
     assert manifest["options"]["feedback"]["min_rating"] == 4.0
     assert manifest["options"]["split"]["strategy"] == "leave-last-out"
     assert manifest["seed"] == 9 and manifest["rectune_version"] == __version__
@@ -137,6 +146,34 @@ def test_ids_spelled_like_missing_values_are_kept(run_split, tmp_path):
     assert result.exit_code == 0, result.output
     ds = load_dataset("codes", data_dir=tmp_path / "data")
     assert ds.user_ids.tolist() == ["NA", "NaN"] and ds.item_ids.tolist() == ["null", "x"]
+
+
+def test_detected_columns_and_auto_weighting_are_recorded(run_split, tmp_path):
+    path = tmp_path / "stars.csv"
+    path.write_text("user_id,item_id,rating\na,x,5\na,y,2\nb,x,3\nb,z,4\n")
+    assert run_split("--input", str(path)).exit_code == 0
+    manifest = json.loads((tmp_path / "data" / "processed" / "stars" / "manifest.json").read_text())
+    assert manifest["source"]["columns_detected"] == ["rating"]  # found by its default name
+    assert manifest["source"]["columns_used"] == {
+        "user_id": "user_id",
+        "item_id": "item_id",
+        "rating": "rating",
+    }
+    assert manifest["options"]["feedback"]["weighting"] == "rating"
+    ds = load_dataset("stars", data_dir=tmp_path / "data")
+    assert (ds.train + ds.test).toarray().tolist() == [[5, 2, 0], [3, 0, 4]]
+    # Without a rating column, auto stores 1s.
+    path.write_text("user_id,item_id\na,x\nb,y\n")
+    assert run_split("--input", str(path), "--dataset-name", "plain").exit_code == 0
+    manifest = json.loads((tmp_path / "data" / "processed" / "plain" / "manifest.json").read_text())
+    assert manifest["options"]["feedback"]["weighting"] == "binary"
+    assert manifest["source"]["columns_detected"] == []
+
+
+def test_min_rating_takes_a_number_or_none(run_split):
+    result = run_split("--min-rating", "lots")
+    assert result.exit_code == 2
+    assert "'lots' is neither a number nor 'none'" in result.output
 
 
 def one_line_error(result) -> str:

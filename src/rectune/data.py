@@ -8,7 +8,7 @@ canonical columns of :class:`Columns`; then :func:`validate_interactions`; then
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from rectune.errors import ConfigError, DataError
 
-Weighting = Literal["binary", "rating", "count"]
+Weighting = Literal["auto", "binary", "rating", "count"]
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 
 _DELIMITED_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
@@ -58,14 +58,17 @@ class FeedbackConfig:
         ``None`` keeps everything.
     weighting
         Matrix values: ``binary`` (1 for every kept pair), ``rating`` (the pair's highest
-        rating) or ``count`` (how many times the pair occurs).
+        rating), ``count`` (how many times the pair occurs), or ``auto``: ``rating`` when
+        the source has ratings, else ``binary``. Keeping the ratings costs nothing
+        downstream (evaluation, baselines and BPR read only which pairs exist) and lets
+        ALS choose its ``weighting``, ratings or not, as a tuned hyperparameter.
     min_user_interactions, min_item_interactions
         Drop users and items with fewer distinct interactions, repeatedly, until every
         remaining user and item has enough (a k-core).
     """
 
     min_rating: float | None = None
-    weighting: Weighting = "binary"
+    weighting: Weighting = "auto"
     min_user_interactions: int = 1
     min_item_interactions: int = 1
 
@@ -77,6 +80,13 @@ class FeedbackConfig:
         for name in ("min_user_interactions", "min_item_interactions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def resolved(self, has_rating: bool) -> FeedbackConfig:
+        """This config with ``auto`` weighting resolved for a source with or without a
+        rating column."""
+        if self.weighting != "auto":
+            return self
+        return replace(self, weighting="rating" if has_rating else "binary")
 
 
 @dataclass(frozen=True)
@@ -167,8 +177,9 @@ def _read_table(path: Path, sep: str | None) -> pd.DataFrame:
         raise DataError(f"cannot read {path}: {reason}") from err
 
 
-def select_columns(frame: pd.DataFrame, columns: ColumnMapping, source: str) -> pd.DataFrame:
-    """Pick and rename the mapped columns; name any missing column and list what exists."""
+def used_columns(available: list[str], columns: ColumnMapping) -> dict[str, str]:
+    """The file column behind each canonical column: the mapping's names, and the
+    optional rating and timestamp columns found under their default names."""
     wanted = {Columns.User: columns.user, Columns.Item: columns.item}
     for canonical, given in (
         (Columns.Rating, columns.rating),
@@ -176,8 +187,14 @@ def select_columns(frame: pd.DataFrame, columns: ColumnMapping, source: str) -> 
     ):
         if given is not None:
             wanted[canonical] = given
-        elif canonical in frame.columns:
+        elif canonical in available:
             wanted[canonical] = canonical
+    return wanted
+
+
+def select_columns(frame: pd.DataFrame, columns: ColumnMapping, source: str) -> pd.DataFrame:
+    """Pick and rename the mapped columns; name any missing column and list what exists."""
+    wanted = used_columns(list(frame.columns), columns)
     missing = [name for name in wanted.values() if name not in frame.columns]
     if missing:
         options = {
@@ -287,6 +304,7 @@ def to_implicit_feedback(
     """
     stats: dict = {"interactions_read": len(frame)}
     has_rating = Columns.Rating in frame
+    config = config.resolved(has_rating)
     if config.min_rating is not None:
         if not has_rating:
             raise DataError(f"{source}: --min-rating needs a rating column, and there is none")

@@ -18,9 +18,11 @@ from rectune._io import sha256_file
 from rectune.config import DATA_DIR, processed_dir, raw_dir
 from rectune.data import (
     ColumnMapping,
+    Columns,
     FeedbackConfig,
     read_interactions,
     to_implicit_feedback,
+    used_columns,
     validate_interactions,
 )
 from rectune.errors import ConfigError
@@ -71,6 +73,7 @@ def load_source(spec: SourceSpec, data_dir: Path = DATA_DIR) -> LoadedSource:
     if spec.input_path is not None:
         path = Path(spec.input_path)
         frame = read_interactions(path, spec.columns, spec.sep)
+        used = used_columns(list(frame.columns), spec.columns)
         return LoadedSource(
             frame,
             {
@@ -78,6 +81,17 @@ def load_source(spec: SourceSpec, data_dir: Path = DATA_DIR) -> LoadedSource:
                 "path": str(path.resolve()),
                 "sha256": sha256_file(path),
                 "columns": asdict(spec.columns),
+                # Which file column each one came from; auto-detected: found by its
+                # default name, without --rating-col / --timestamp-col.
+                "columns_used": used,
+                "columns_detected": [
+                    canonical
+                    for canonical, option in (
+                        (Columns.Rating, spec.columns.rating),
+                        (Columns.Timestamp, spec.columns.timestamp),
+                    )
+                    if option is None and canonical in used
+                ],
                 "sep": spec.sep,
             },
         )
@@ -115,21 +129,24 @@ def build_dataset(
     *,
     name: str | None = None,
     data_dir: Path = DATA_DIR,
+    source_min_rating: bool = True,
 ) -> dict[str, Any]:
     """Run the whole data stage and return the written manifest.
 
     ``feedback.min_rating`` of ``None`` takes the source's default (4 for MovieLens,
-    none otherwise). The output folder is ``data_dir/processed/<name>``, ``name``
+    none otherwise) unless ``source_min_rating`` is false (``--min-rating none``: keep
+    every rating). The output folder is ``data_dir/processed/<name>``, ``name``
     defaulting to the dataset name or the input file's stem.
     """
     name = name or spec.default_name
     if not name or Path(name).name != name or name.startswith("."):
         raise ConfigError(f"dataset name {name!r} must be a plain folder name")
-    if feedback.min_rating is None and spec.default_min_rating is not None:
+    if source_min_rating and feedback.min_rating is None and spec.default_min_rating is not None:
         feedback = replace(feedback, min_rating=spec.default_min_rating)
     loaded = load_source(spec, data_dir)
     source_label = str(spec.input_path or spec.dataset)
     frame = validate_interactions(loaded.frame, source_label)
+    feedback = feedback.resolved(Columns.Rating in frame)  # the manifest says what was used
     interactions = to_implicit_feedback(frame, feedback, source_label)
     matrices = split_interactions(interactions, split)
     manifest = {
