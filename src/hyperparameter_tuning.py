@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 import optuna
 
+from rectune.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
 from rectune.cli import (
     COMMAND_SETTINGS,
     RectuneCommand,
@@ -32,9 +33,9 @@ from rectune.cli import (
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.progress import lines_above_bars
+from rectune.pruners import DEFAULT_PRUNER, PRUNERS
 from rectune.studies import DEFAULT_HEARTBEAT, GRACE_FACTOR
 from rectune.tuning import (
-    PRUNERS,
     SAMPLERS,
     TUNING_METRICS,
     TuningConfig,
@@ -100,15 +101,20 @@ class _LevelPrefix(logging.Formatter):
 @click.option(
     "--pruner",
     type=click.Choice(PRUNERS),
-    default="median",
+    default=DEFAULT_PRUNER,
     show_default=True,
-    help="Stops trials whose intermediate validation scores lag.",
+    help="Stops trials whose validation scores lag at equal iteration counts, never "
+    "before a third of the largest count or 10 complete trials. rung: once, at that "
+    "count, the bottom quarter of all trials scored there; median, percentile: "
+    "Optuna's, below the median or the 25th percentile of complete trials, at every "
+    "count after.",
 )
 @click.option(
     "--search-space",
-    type=click.Path(path_type=Path),
-    help="YAML search space [default: the model's shipped grid, "
-    "src/rectune/search_spaces/MODEL.yaml].",
+    metavar="PATH|default|grid",
+    help="YAML search space, or a shipped one: default (wide ranges, early stopping "
+    "picks the iterations) or grid (the seed plan's grid) "
+    "[default: src/rectune/search_spaces/MODEL.yaml].",
 )
 @click.option(
     "--study-name",
@@ -155,9 +161,20 @@ class _LevelPrefix(logging.Formatter):
 @click.option(
     "--checkpoints",
     type=click.IntRange(min=1),
-    default=5,
+    default=DEFAULT_CHECKPOINTS,
     show_default=True,
-    help="Intermediate validation scores per trial, reported to the pruner.",
+    help="Validation scores per trial during its fit, evenly spaced (at the "
+    "'iterations' choices instead, with iteration sharing); the pruner and early "
+    "stopping read them.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PATIENCE,
+    show_default=True,
+    help="Where the search space does not search 'iterations' (it is the budget): stop a "
+    "fit after this many checkpoints in a row without a new best, and keep the best "
+    "count as its 'iterations' (0: fit the whole budget, still keeping the best).",
 )
 @click.option(
     "--share-iterations/--no-share-iterations",
@@ -166,6 +183,13 @@ class _LevelPrefix(logging.Formatter):
     help="One fit serves every smaller 'iterations' choice of the search space: the "
     "model is scored there during the fit and recorded as a completed trial too "
     "(implicit iterates deterministically, so the values equal a separate fit's).",
+)
+@click.option(
+    "--count-shared/--no-count-shared",
+    default=False,
+    show_default=True,
+    help="Count the trials recorded by iteration sharing towards --n-trials (by default "
+    "they come on top, so --n-trials fits are made).",
 )
 @click.option(
     "--eval-users",
@@ -202,7 +226,7 @@ def main(
     objectives: str | None,
     sampler: str | None,
     pruner: str,
-    search_space: Path | None,
+    search_space: str | None,
     study_name: str | None,
     storage: str | None,
     heartbeat: int,
@@ -210,7 +234,9 @@ def main(
     device: str,
     cv_folds: int,
     checkpoints: int,
+    patience: int,
     share_iterations: bool,
+    count_shared: bool,
     eval_users: int | None,
     warm_start: bool,
     output: Path,
@@ -259,7 +285,9 @@ def main(
         experiment_name=experiment_name,
         data_dir=data_dir,
         checkpoints=checkpoints,
+        patience=patience,
         share_iterations=share_iterations,
+        count_shared=count_shared,
         eval_users=eval_users,
         show_progress=progress,
     )
@@ -268,6 +296,7 @@ def main(
 
     counts = result.counts
     complete = counts["complete"] + counts["shared"]
+    on_top = counts["shared"] and not config.count_shared
     click.echo(
         f"Study {result.study.study_name}: {complete + counts['pruned'] + counts['failed']} "
         f"trials this run from {counts['fits']} fits ({complete} complete, "
@@ -275,6 +304,7 @@ def main(
         f"{counts['pruned']} pruned, "
         f"{counts['failed']} failed); "
         f"{counts['study_finished']} of {config.n_trials} finished in the study"
+        + (" (recorded ones on top)" if on_top else "")
         + (f", {result.resumed_trials} trials from earlier runs" if result.resumed_trials else "")
     )
     for note in result.notes:

@@ -59,6 +59,8 @@ def tune(tmp_path, monkeypatch, mlflow_uri, synthetic_dataset):
             "experiment_name": f"test-{tmp_path.name}",
             "show_progress": False,
             "pruner": "none",  # the storage: the default journal file, models/optuna.journal
+            # Shared trials fill the small studies here; by default they come on top.
+            "count_shared": True,
         }
         settings.update(overrides)
         return run_tuning(TuningConfig(**settings), pruner=pruner, fit=fit)
@@ -109,12 +111,14 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
         iterations = trial.params["iterations"]
         if trial.user_attrs.get("shared_fit_of") is None:
             assert iterations == 8  # the grid visits the largest iteration count first
-            assert steps == sorted(checkpoint_iterations(iterations, 5))
-        else:  # recorded from the fit of 8: its checkpoints up to 4, and 4
+            assert steps == [4, 8]  # scored at the iteration choices, as every trial is
+            assert set(trial.intermediate_values) == {4, 8}
+            assert trial.intermediate_values[8] == pytest.approx(trial.value)
+        else:  # recorded from the fit of 8 at 4: its parent's curve is not copied
             assert iterations == 4 and run.data.tags["shared_fit_of_trial"] == str(
                 trial.user_attrs["shared_fit_of"]
             )
-            assert steps == [2, 4]
+            assert steps == [] and trial.intermediate_values == {}
     parent = client.get_run(result.parent_run_id)
     tags = parent.data.tags
     for key, value in {
@@ -181,7 +185,9 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
     always_prune = optuna.pruners.ThresholdPruner(lower=1.0)  # P@10 is never 1
     # The grid has 4 points with 8 factors (pruned) and 4 with 16 (failed): failed
     # trials do not count towards --n-trials, so the study runs until 4 are pruned.
-    result = tune(n_trials=4, sampler="grid", pruner=always_prune, fit=fit)
+    # (Without sharing: a fit of 8 would record its exact value at 4 before the pruner
+    # sees it there.)
+    result = tune(n_trials=4, sampler="grid", pruner=always_prune, fit=fit, share_iterations=False)
     states = {t.number: t.state.name for t in result.study.trials}
     runs = {int(r.data.tags["trial_number"]): r for r in children(result)}
     failed = list(states.values()).count("FAIL")
@@ -199,11 +205,12 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
     assert result.counts == {
         "complete": 0,
         "reused": 0,
-        "shared": 0,  # pruned at iteration 2 of 8, before the 4 it would have recorded
+        "shared": 0,
         "fits": 4 + failed,
         "pruned": 4,
         "failed": failed,
         "study_finished": 4,
+        "study_shared": 0,
         "study_total": 4 + failed,
     }
     assert result.best_params is None
@@ -405,10 +412,12 @@ def test_cli_prints_a_summary(tmp_path, monkeypatch, mlflow_uri, synthetic_datas
     )
     assert result.exit_code == 0, result.output
     out = result.output
-    # Grid order: a fit of 8 iterations records its 4-iteration twin, then one more fit.
+    # Grid order: two fits of 8 iterations record their 4-iteration twins, on top of
+    # the 3 trials asked for; then one more fit.
     assert (
-        "Study als-synthetic-precision_at_10: 3 trials this run from 2 fits "
-        "(3 complete, 1 of them recorded from another's fit, 0 reused; 0 pruned, 0 failed)"
+        "Study als-synthetic-precision_at_10: 5 trials this run from 3 fits "
+        "(5 complete, 2 of them recorded from another's fit, 0 reused; 0 pruned, 0 failed); "
+        "3 of 3 finished in the study (recorded ones on top)"
     ) in out
     assert "Best (trial " in out and "precision@10 = 0." in out
     assert "Wrote the als entry of" in out
@@ -575,7 +584,7 @@ def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
         kids = client.search_runs(
             [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'"
         )
-        assert len(kids) == 3
+        assert len(kids) == 5  # 3 fits, 2 trials recorded from them (iteration sharing)
         names = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
         assert {"importance.json", "plots", "report"} <= names
 
@@ -652,9 +661,10 @@ def test_checkpoints_follow_the_models_default_iterations(tune, tmp_path):
     (tmp_path / "no_iterations.yaml").write_text(
         "parameters:\n  factors: {type: categorical, choices: [8]}\n"
     )
-    result = tune(model="bpr", n_trials=1, search_space=tmp_path / "no_iterations.yaml")
-    steps = sorted(result.study.trials[0].intermediate_values)
-    assert steps == [20, 40, 60, 80, 100]  # BPR's default is 100 iterations, not 15
+    result = tune(model="bpr", n_trials=1, search_space=tmp_path / "no_iterations.yaml", patience=0)
+    trial = result.study.trials[0]
+    # BPR's default is 100 iterations, not 15: the budget, scored every tenth of it.
+    assert sorted(trial.intermediate_values) == list(range(10, 101, 10))
 
 
 def test_a_failed_trial_logs_one_warning_line(tune, caplog):
@@ -793,12 +803,13 @@ def test_a_pruned_fit_records_the_iteration_counts_it_reached(tune, tmp_path):
     result = tune(
         n_trials=2, sampler="grid", pruner=always_prune, search_space=tmp_path / "shared.yaml"
     )
-    # 8 iterations have checkpoints 2, 4, 5, 7, 8: pruned at 2, which is a grid choice.
+    # A fit of 8 is scored at the choices 2 and 8: it records 2, then is pruned there.
     first, second = result.study.trials[:2]
     assert first.state.name == "PRUNED" and first.params["iterations"] == 8
+    assert first.intermediate_values == {2: second.value}
     assert second.state.name == "COMPLETE" and second.params["iterations"] == 2
     assert second.user_attrs["shared_fit_of"] == 0
-    assert second.intermediate_values == {2: second.value}
+    assert second.intermediate_values == {}  # its parent's curve, not reported twice
 
 
 def test_a_study_of_fixed_size_is_not_overfilled_by_shared_trials(tune, tmp_path):
@@ -1066,3 +1077,96 @@ def test_a_shared_trial_that_could_not_be_recorded_goes_stale_and_is_retried(tun
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == lost_shared.number]
     assert retry.state.name == "COMPLETE" and retry.params == lost_shared.params
     assert sum(t.state.name == "COMPLETE" for t in trials) == 3
+
+
+# --------------------------------------------------------------------------- early stopping
+
+BUDGET_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [8, 16]}
+  regularization: {type: float, low: 0.01, high: 100.0, log: true}
+  iterations: 12
+"""
+
+
+def test_a_budget_trial_stands_for_its_best_checkpoint(tune, tmp_path, synthetic_dataset):
+    (tmp_path / "budget.yaml").write_text(BUDGET_ALS)
+    ran = []
+
+    def fit(model, train, callback=None):
+        def counting(done):
+            ran.append(done)
+            callback(done)
+
+        return fit_model(model, train, callback=counting)
+
+    result = tune(
+        n_trials=4, search_space=tmp_path / "budget.yaml", checkpoints=4, patience=1, fit=fit
+    )
+    runs = {int(r.data.tags["trial_number"]): r for r in children(result)}
+    budget_steps = [3, 6, 9, 12]
+    for trial in result.study.trials:
+        best = trial.user_attrs["best_iteration"]
+        curve = trial.intermediate_values
+        # The pruner is shown the best so far at every checkpoint of the budget; a fit
+        # stopped early shows its best at the ones it skipped.
+        assert sorted(curve) == budget_steps
+        assert [curve[s] for s in budget_steps] == sorted(curve[s] for s in budget_steps)
+        assert trial.value == curve[12] and best in budget_steps
+        stopped = int(runs[trial.number].data.tags["stopped_at_iteration"])
+        # Stopped one checkpoint (the patience) after its best, or at the budget.
+        assert stopped == min(12, budget_steps[budget_steps.index(best) + 1])
+        assert runs[trial.number].data.params["iterations"] == str(best)
+        # Its value is that of a model fitted for its best count on its own.
+        params = {**trial.user_attrs["params"], "iterations": best}
+        alone = fit_model(build_model("als", params, seed=42), synthetic_dataset.train_val)
+        from rectune.metrics import evaluate
+
+        score = evaluate(alone, synthetic_dataset.train_val, synthetic_dataset.validation, 10)
+        assert trial.value == pytest.approx(score.named()["precision@10"], abs=1e-12)
+    assert len(ran) == sum(  # the fits ran to where they stopped, no further
+        int(r.data.tags["stopped_at_iteration"]) for r in runs.values()
+    )
+    written = json.loads(result.config.output.read_text())["als"]
+    assert written["iterations"] == result.study.best_trial.user_attrs["best_iteration"]
+    assert result.best_params["iterations"] == written["iterations"]
+    provenance = json.loads(provenance_path(result.config.output).read_text())["als"]
+    assert provenance["trained_interactions"] == synthetic_dataset.train_val.nnz
+
+
+def test_shared_trials_come_on_top_of_the_trials_asked_for(tune, tmp_path):
+    (tmp_path / "shared.yaml").write_text(SHARED_ALS)
+    result = tune(
+        n_trials=3, sampler="grid", search_space=tmp_path / "shared.yaml", count_shared=False
+    )
+    trials = result.study.trials
+    fitted = [t for t in trials if "shared_fit_of" not in t.user_attrs]
+    shared = [t for t in trials if "shared_fit_of" in t.user_attrs]
+    assert len(fitted) == 3 and all(t.params["iterations"] == 9 for t in fitted)
+    assert len(shared) == 6  # each fit of 9 records 5 and 2
+    assert all(t.intermediate_values == {} for t in shared)
+    assert result.counts["study_finished"] == 3 and result.counts["study_shared"] == 6
+
+
+def test_a_pruned_combination_is_completed_by_a_longer_fit():
+    def trial(state, iterations, shared_of=None):
+        params = {"factors": 8, "regularization": 0.1, "iterations": iterations}
+        return optuna.trial.create_trial(
+            state=state,
+            params=params,
+            distributions={
+                "factors": optuna.distributions.CategoricalDistribution([8, 16]),
+                "regularization": optuna.distributions.CategoricalDistribution([0.1, 1.0]),
+                "iterations": optuna.distributions.CategoricalDistribution([2, 5, 9]),
+            },
+            value=None if state != optuna.trial.TrialState.COMPLETE else 0.1,
+            user_attrs={"params": params},
+        )
+
+    states = optuna.trial.TrialState
+    params = {"factors": 8, "regularization": 0.1, "iterations": 9}
+    pruned = [trial(states.PRUNED, 5), trial(states.PRUNED, 2)]
+    assert sharing.pending_iterations(pruned, params, (2, 5, 9), None) == [5, 2]
+    known = [trial(states.COMPLETE, 5), trial(states.RUNNING, 2)]
+    assert sharing.pending_iterations(known, params, (2, 5, 9), None) == []
+    assert sharing.pending_iterations(pruned, params, (2, 5, 9), 1) == [5]

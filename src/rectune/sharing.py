@@ -8,7 +8,11 @@ callback, at every smaller ``iterations`` choice ``w`` of the search space, and 
 each as a completed trial of its own, with the values a separate fit would have given:
 its parameters with ``iterations = w``, its metrics, and ``fit_seconds`` up to ``w``.
 Such a trial carries the user attribute ``shared_fit_of`` (the trial that fitted it)
-and gets its own MLflow child run, tagged ``shared_fit_of_trial``.
+and gets its own MLflow child run, tagged ``shared_fit_of_trial``. It reports no
+intermediate values (the fit's curve is its parent's, and counting it again would weigh
+one fit several times in the pruner's comparisons), and by default it comes on top of
+``--n-trials`` (``--count-shared`` counts it). A combination that was pruned is recorded
+too when a longer fit passes its iteration count: its exact value is known then.
 
 The grid sampler here visits the largest iteration count first, so on the default ALS
 grid (4 x 4 x 4) 16 fits complete all 64 combinations. Sharing needs ``iterations`` to
@@ -23,16 +27,12 @@ from typing import Any
 import optuna
 
 from rectune.search_space import SearchSpace
+from rectune.studies import SHARED_FIT_OF
 
 ITERATIONS = "iterations"
-#: User attribute of a trial recorded from another trial's fit: that trial's number.
-SHARED_FIT_OF = "shared_fit_of"
-#: Trials that already stand for a parameter combination (a FAIL may be retried).
-_KNOWN = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.RUNNING,
-)
+#: Trials whose value is known, or on its way. A PRUNED trial's is not: a longer fit
+#: that passes its iteration count records the exact value; a FAIL may be retried.
+_KNOWN = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
 
 
 def iteration_choices(space: SearchSpace) -> tuple[int, ...] | None:
@@ -49,11 +49,12 @@ def pending_iterations(
     choices: Sequence[int],
     room: int | None,
 ) -> list[int]:
-    """The ``iterations`` choices below ``params``'s that none of a study's ``trials``
-    stands for yet.
+    """The ``iterations`` choices below ``params``'s whose value none of a study's
+    ``trials`` knows yet (pruned ones included: a pruned combination is completed).
 
-    At most ``room`` of them (the slots left in the study), the largest first, so a
-    study of fixed size is not overfilled.
+    At most ``room`` of them (the slots left in the study, when shared trials count
+    towards its size; ``None``: no limit), the largest first, so a study of fixed size
+    is not overfilled.
     """
     own = int(params[ITERATIONS])
     wanted = [w for w in choices if w < own]

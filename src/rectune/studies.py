@@ -66,6 +66,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: The ``error`` user attribute of a trial the user stopped (Ctrl-C): no fault of its
 #: parameters.
 INTERRUPTED = "interrupted"
+#: User attribute of a trial recorded from another trial's fit: that trial's number.
+SHARED_FIT_OF = "shared_fit_of"
 #: System attribute of a journal file's running trial: its last heartbeat (Unix time).
 HEARTBEAT_ATTR = "rectune:heartbeat"
 _CREATE_ATTEMPTS = 5
@@ -497,34 +499,49 @@ def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class StudyProgress:
-    """How many of a study's trials finished (complete or pruned) and are running."""
+    """How many of a study's trials finished (complete or pruned) and are running.
+
+    Trials recorded from another trial's fit (user attribute :data:`SHARED_FIT_OF`) are
+    counted only with ``count_shared``: by default they come on top of ``--n-trials``.
+    """
 
     finished: int
     running: int
 
     @classmethod
-    def of(cls, study: optuna.Study) -> StudyProgress:
-        return cls.of_trials(study.get_trials(deepcopy=False))
+    def of(cls, study: optuna.Study, *, count_shared: bool = False) -> StudyProgress:
+        return cls.of_trials(study.get_trials(deepcopy=False), count_shared=count_shared)
 
     @classmethod
-    def of_trials(cls, trials: Sequence[optuna.trial.FrozenTrial]) -> StudyProgress:
-        states = [t.state for t in trials]
+    def of_trials(
+        cls, trials: Sequence[optuna.trial.FrozenTrial], *, count_shared: bool = False
+    ) -> StudyProgress:
+        states = [t.state for t in trials if count_shared or not is_shared(t)]
         return cls(
             finished=sum(s in FINISHED for s in states),
             running=states.count(TrialState.RUNNING),
         )
 
 
-def trials_ahead(trials: Sequence[optuna.trial.FrozenTrial], number: int) -> int:
+def is_shared(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` was recorded from another trial's fit (iteration sharing)."""
+    return SHARED_FIT_OF in trial.user_attrs
+
+
+def trials_ahead(
+    trials: Sequence[optuna.trial.FrozenTrial], number: int, *, count_shared: bool = False
+) -> int:
     """Trials (of a study's ``trials``) numbered below ``number`` that finished, run or
-    wait to run.
+    wait to run (shared ones only with ``count_shared``).
 
     Trial numbers are handed out one at a time under a lock on the study's row, so this
     count orders the trials of every worker: a trial with ``n_trials`` ahead of it is
     surplus.
     """
     keep = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(t.number < number and t.state in keep for t in trials)
+    return sum(
+        t.number < number and t.state in keep and (count_shared or not is_shared(t)) for t in trials
+    )
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -538,6 +555,7 @@ __all__ = [
     "CONNECTION_ERRORS",
     "DEFAULT_HEARTBEAT",
     "HEARTBEAT_ATTR",
+    "SHARED_FIT_OF",
     "STUDY_ATTR",
     "Database",
     "JournalFile",
@@ -546,6 +564,7 @@ __all__ = [
     "StorageUnavailableError",
     "StudyProgress",
     "fail_stale_trials",
+    "is_shared",
     "is_url",
     "lost_connection",
     "make_storage",

@@ -47,6 +47,14 @@ from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
 from rectune import __version__, sharing, studies
 from rectune._io import file_lock, lock_path, write_json_atomic
+from rectune.checkpoints import (
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_PATIENCE,
+    CheckpointPlan,
+    Curve,
+    best_of_folds,
+    checkpoint_iterations,
+)
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
 from rectune.metrics import USER_METRICS, Evaluator, sample_users
@@ -59,6 +67,7 @@ from rectune.models import (
 )
 from rectune.processed import SplitDataset, load_dataset
 from rectune.progress import StudyBar
+from rectune.pruners import DEFAULT_PRUNER, PRUNERS, make_pruner
 from rectune.samplers import make_sampler
 from rectune.search_space import SearchSpace, load_search_space
 from rectune.splits import per_user_folds
@@ -75,7 +84,6 @@ from rectune.urls import redact_url
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
-PRUNERS = ("median", "percentile", "hyperband", "successive-halving", "none")
 TUNING_METRICS = ("precision", "recall", "ndcg", "map")
 #: Objectives may also use these; ``fit_seconds`` is minimised, the rest maximised.
 OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
@@ -134,7 +142,8 @@ class TuningConfig:
 
     ``n_trials`` is the size of the study, not of this invocation: workers (and re-runs
     after a crash) run trials until the study holds ``n_trials`` finished (complete or
-    pruned) ones. ``None`` runs until ``timeout``.
+    pruned) ones. ``None`` runs until ``timeout``. Trials recorded from another trial's
+    fit (iteration sharing) come on top, unless ``count_shared``.
     """
 
     model: str
@@ -145,8 +154,8 @@ class TuningConfig:
     metric: str = "precision"
     objectives: tuple[Objective, ...] = ()
     sampler: str | None = None
-    pruner: str = "median"
-    search_space: Path | None = None
+    pruner: str = DEFAULT_PRUNER
+    search_space: str | Path | None = None  # a file, or a shipped space's name
     study_name: str | None = None
     storage: str | None = None
     n_jobs: int = 1
@@ -157,10 +166,12 @@ class TuningConfig:
     output: Path = MODELS_DIR / "best_hyperparameters.json"
     experiment_name: str | None = None
     data_dir: Path = DATA_DIR
-    checkpoints: int = 5
+    checkpoints: int = DEFAULT_CHECKPOINTS
+    patience: int = DEFAULT_PATIENCE
     show_progress: bool = True
     heartbeat: int = DEFAULT_HEARTBEAT
     share_iterations: bool = True
+    count_shared: bool = False
     eval_users: int | None = None
 
     def __post_init__(self) -> None:
@@ -187,6 +198,8 @@ class TuningConfig:
             raise ConfigError(f"cv_folds must be at least 1, got {self.cv_folds}")
         if self.checkpoints < 1:
             raise ConfigError(f"checkpoints must be at least 1, got {self.checkpoints}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be 0 (off) or more, got {self.patience}")
         if self.heartbeat < 1:
             raise ConfigError(f"heartbeat must be at least 1 second, got {self.heartbeat}")
         if self.eval_users is not None and self.eval_users < 1:
@@ -250,23 +263,11 @@ class TuningResult:
     interrupted: bool = False
 
 
-# --------------------------------------------------------------------------- pruners
-
-
-def make_pruner(name: str, max_iterations: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner called ``name``; steps are training iterations."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if name == "percentile":
-        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_iterations)
-    if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    return optuna.pruners.NopPruner()
+# --------------------------------------------------------------------------- iterations
 
 
 def _max_iterations(space: SearchSpace) -> int:
+    """The largest ``iterations`` a trial of ``space`` fits (the budget, unsearched)."""
     if "iterations" in space.fixed:
         return int(space.fixed["iterations"])
     distribution = space.distributions.get("iterations")
@@ -275,16 +276,6 @@ def _max_iterations(space: SearchSpace) -> int:
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return int(max(distribution.choices))
     return int(distribution.high)
-
-
-def checkpoint_iterations(iterations: int, checkpoints: int) -> set[int]:
-    """The iteration counts at which a trial reports an intermediate value.
-
-    ``checkpoints`` evenly spaced counts ending at ``iterations`` (fewer when there are
-    fewer iterations), e.g. 20 iterations and 5 checkpoints give {4, 8, 12, 16, 20}.
-    """
-    count = min(checkpoints, iterations)
-    return {math.ceil(iterations * (i + 1) / count) for i in range(count)}
 
 
 # --------------------------------------------------------------------------- study
@@ -426,7 +417,8 @@ class TrialRunner:
         target = self.config.n_trials
         # One read of the study serves the surplus check, reuse and sharing.
         trials = trial.study.get_trials(deepcopy=False)
-        if target is not None and studies.trials_ahead(trials, trial.number) >= target:
+        ahead = studies.trials_ahead(trials, trial.number, count_shared=self.config.count_shared)
+        if target is not None and ahead >= target:
             # Another worker took the last trial the study needed while this one was
             # being created: stop without a run, and let the study's count decide.
             self.surplus.append(trial.number)
@@ -514,9 +506,11 @@ class TrialRunner:
         trial.set_user_attr("reused_from", previous.number)
         metrics = previous.user_attrs.get("metrics", {})
         trial.set_user_attr("metrics", metrics)
+        if BEST_ITERATION in previous.user_attrs:
+            trial.set_user_attr(BEST_ITERATION, previous.user_attrs[BEST_ITERATION])
         self.tracker.log(
             run_id,
-            params=params,
+            params=delivered_params(previous.user_attrs, params),
             metrics=metrics,
             tags={
                 "reused_from_trial": previous.number,
@@ -536,6 +530,7 @@ class TrialRunner:
         trials: list[optuna.trial.FrozenTrial],
     ) -> float | tuple[float, ...]:
         config = self.config
+        plan = self._plan(params)
         shared = self._shared_iterations(trials, params)
         fits: list[_FitRecord] = []
         recorded: list[_SharedTrial] = []
@@ -548,23 +543,24 @@ class TrialRunner:
                     seed=config.seed,
                     num_threads=self.num_threads,
                 )
-                record = _FitRecord()
+                record = _FitRecord(Curve(plan))
                 fits.append(record)
                 callback = self._fit_callback(
-                    trial, model, fold, params, shared, fits, recorded.append
+                    trial, model, fold, params, plan, shared, fits, recorded.append
                 )
-                self.fit(model, train, callback=callback)
+                with contextlib.suppress(_StopFit):  # stopped early: the curve says where
+                    self.fit(model, train, callback=callback)
                 record.fit_seconds = callback.fit_seconds()
-                started = time.perf_counter()
-                metrics = self._metrics(fold, model)
-                record.eval_seconds += time.perf_counter() - started
-                if config.cv_folds > 1:
-                    self.tracker.log(
-                        run_id,
-                        metrics={f"fold_{name}": value for name, value in metrics.items()},
-                        step=fold,
-                    )
-                record.metrics = metrics
+                if fold == 0 and record.curve.skipped_steps():
+                    self._report_skipped(trial, record)
+                if not plan.best_of:
+                    # The score at the end: the last checkpoint's when it was the end.
+                    end = record.curve.metrics.get(plan.iterations)
+                    if end is None:
+                        started = time.perf_counter()
+                        end = self._metrics(fold, model)
+                        record.eval_seconds += time.perf_counter() - started
+                    record.metrics = {k: v for k, v in end.items() if k != FIT_SECONDS}
         except optuna.TrialPruned:
             self.tracker.log(
                 run_id,
@@ -576,6 +572,22 @@ class TrialRunner:
         finally:
             # What the fit recorded on its way stands, however the fit ended.
             self._complete_shared(trial, recorded)
+        tags = {"state": "COMPLETE", "trial_number": trial.number}
+        if plan.best_of:
+            # Early stopping: the trial stands for its best checkpoint's iteration count.
+            best = best_of_folds([f.curve for f in fits])
+            for f in fits:
+                f.metrics = {k: v for k, v in f.curve.metrics[best].items() if k != FIT_SECONDS}
+            trial.set_user_attr(BEST_ITERATION, best)
+            params = {**params, sharing.ITERATIONS: best}
+            tags["stopped_at_iteration"] = fits[0].curve.last_step
+        if config.cv_folds > 1:
+            for fold, f in enumerate(fits):
+                self.tracker.log(
+                    run_id,
+                    metrics={f"fold_{name}": value for name, value in f.metrics.items()},
+                    step=fold,
+                )
         metrics = _mean([f.metrics for f in fits])
         metrics[FIT_SECONDS] = sum(f.fit_seconds for f in fits)
         metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
@@ -584,12 +596,41 @@ class TrialRunner:
             run_id,
             params=params,
             metrics=metrics,
-            tags={"state": "COMPLETE", "trial_number": trial.number},
+            tags=tags,
             history=self._history(fits),
         )
         self.tracker.end_run(run_id, "FINISHED")
         values = tuple(metrics[o.name] for o in self.objectives)
         return values if config.multi_objective else values[0]
+
+    def _plan(self, params: dict[str, Any]) -> CheckpointPlan:
+        """Where this trial's fit is scored (see :mod:`rectune.checkpoints`)."""
+        iterations = int(
+            params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
+        )
+        if sharing.ITERATIONS not in self.space.distributions:
+            kind = "budget"
+        elif self.iteration_choices is not None:
+            kind = "choices"
+        else:
+            kind = "own"
+        return CheckpointPlan.make(
+            kind,
+            iterations,
+            checkpoints=self.config.checkpoints,
+            choices=self.iteration_choices or (),
+            patience=self.config.patience,
+        )
+
+    def _report_skipped(self, trial: optuna.Trial, record: _FitRecord) -> None:
+        """Show the pruner a fit that stopped early at the checkpoints it skipped, with
+        its best (so later trials are compared with it there too)."""
+        if self.config.multi_objective:
+            return
+        best = record.curve.values[record.curve.best_step]
+        for step in record.curve.skipped_steps():
+            record.reported[step] = best
+            trial.report(best, step=step)
 
     def _history(self, fits: list[_FitRecord]) -> dict[str, dict[int, float]]:
         """The intermediate values reported to the pruner, as an MLflow metric history
@@ -610,24 +651,27 @@ class TrialRunner:
         if self.iteration_choices is None:
             return []
         room = None
-        if self.config.n_trials is not None:
-            progress = StudyProgress.of_trials(trials)  # this trial is among the running
+        if self.config.n_trials is not None and self.config.count_shared:
+            progress = StudyProgress.of_trials(trials, count_shared=True)  # this one runs
             room = self.config.n_trials - progress.finished - progress.running
         return sharing.pending_iterations(trials, params, self.iteration_choices, room)
 
-    def _fit_callback(self, trial, model, fold, params, shared, fits, recorded):
-        """Called after every iteration: evaluates at pruning checkpoints (first fold,
-        one objective) and at the shared iteration counts, recording each of those as a
-        trial once the last fold reaches it; keeps fit time apart."""
-        iterations = int(
-            params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
-        )
+    def _fit_callback(self, trial, model, fold, params, plan, shared, fits, recorded):
+        """Called after every iteration: scores the model at the plan's checkpoints and
+        at the shared iteration counts; reports to the pruner (first fold, one
+        objective); records each shared count as a trial once the last fold reaches it;
+        stops a budget fit early (first fold by its patience, later ones where the
+        first stopped); keeps fit time apart."""
         report = fold == 0 and not self.config.multi_objective
         last_fold = fold == len(self.folds) - 1
-        marks = checkpoint_iterations(iterations, self.config.checkpoints) if report else set()
+        record = fits[fold]
+        # Later folds of a budget fit go as far as the first did, to compare at its counts.
+        stop_at = fits[0].curve.last_step if fold > 0 and plan.best_of else None
+        marks = set(plan.steps) if (report or plan.best_of) else set()
+        if stop_at is not None:
+            marks = {m for m in marks if m <= stop_at}
         shared = set(shared)
         objective = self.objectives[0]
-        record = fits[fold]
         started = time.perf_counter()
         paused = 0.0
 
@@ -640,12 +684,13 @@ class TrialRunner:
             metrics = self._metrics(fold, model)
             if done in shared:
                 record.shared[done] = {**metrics, FIT_SECONDS: fit_so_far}
-            if report:
-                record.curve[done] = metrics[objective.name]
             if done in marks:
                 value = metrics[objective.name]
-                record.reported[done] = value  # logged to MLflow with the trial's result
-                trial.report(value, step=done)
+                record.curve.add(done, value, {**metrics, FIT_SECONDS: fit_so_far})
+                if report:
+                    shown = record.curve.reported(done)
+                    record.reported[done] = shown  # logged to MLflow with the trial's result
+                    trial.report(shown, step=done)
             if done in shared:
                 record.shared[done]["eval_seconds"] = time.perf_counter() - pause
                 if last_fold:
@@ -656,8 +701,12 @@ class TrialRunner:
             paused += spent
             if done not in shared:
                 record.eval_seconds += spent
-            if done in marks and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at iteration {done} with {value:.4f}")
+            if report and done in marks and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at iteration {done} with {shown:.4f}")
+            if (fold == 0 and record.curve.should_stop()) or (
+                stop_at is not None and done >= stop_at
+            ):
+                raise _StopFit
 
         callback.fit_seconds = lambda: time.perf_counter() - started - paused
         return callback
@@ -672,15 +721,14 @@ class TrialRunner:
         :meth:`_complete_shared`. ``None`` when the study has no room left for it.
         """
         study = trial.study
-        if self.config.n_trials is not None:
+        if self.config.n_trials is not None and self.config.count_shared:
             # Other workers may have filled the study since this fit began.
-            progress = StudyProgress.of(study)  # this trial is among the running
+            progress = StudyProgress.of(study, count_shared=True)  # this trial runs
             if progress.finished + progress.running >= self.config.n_trials:
                 return None
         grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
         metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
         full = {**params, sharing.ITERATIONS: w}
-        curve = {s: v for s, v in sorted(fits[0].curve.items()) if s <= w}
         # Straight to the storage (as Study.add_trial does), running, to learn its
         # number, which names its MLflow run.
         storage = study._storage
@@ -690,7 +738,6 @@ class TrialRunner:
                 state=optuna.trial.TrialState.RUNNING,
                 params={name: full[name] for name in trial.params},
                 distributions=trial.distributions,
-                intermediate_values=curve if not self.config.multi_objective else None,
                 user_attrs={
                     "params": full,
                     "metrics": metrics,
@@ -711,8 +758,7 @@ class TrialRunner:
                 shared_fit_of_trial=trial.number,
                 state="COMPLETE",
             )
-            history = {f"intermediate_{self.objectives[0].name}": curve} if curve else {}
-            self.tracker.log(run_id, params=full, metrics=metrics, history=history)
+            self.tracker.log(run_id, params=full, metrics=metrics)
             self.tracker.end_run(run_id, "FINISHED")
         except BaseException:
             # Not to be completed: it must stop beating, go stale and be retried, not
@@ -746,18 +792,34 @@ class _SharedTrial:
     heartbeat: BaseHeartbeatThread
 
 
+class _StopFit(Exception):
+    """Raised by a fit's callback to end the fit early (early stopping)."""
+
+
+#: User attribute of a trial whose fit stopped early: its best checkpoint's iteration
+#: count, the ``iterations`` it stands for.
+BEST_ITERATION = "best_iteration"
+
+
+def delivered_params(user_attrs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as the model it stands for: with early stopping, its best
+    iteration count in place of the budget it was sampled with."""
+    best = user_attrs.get(BEST_ITERATION)
+    return params if best is None else {**params, sharing.ITERATIONS: int(best)}
+
+
 @dataclass
 class _FitRecord:
-    """What one fit of a trial measured: its metrics, and those at shared counts."""
+    """What one fit of a trial measured: its scores at checkpoints, its metrics, and
+    those at shared counts."""
 
+    curve: Curve
     metrics: dict[str, float] = field(default_factory=dict)
     fit_seconds: float = 0.0
     eval_seconds: float = 0.0
     #: Metrics (with fit and eval seconds) at each shared iteration count reached.
     shared: dict[int, dict[str, float]] = field(default_factory=dict)
-    #: The first objective at every evaluated iteration (first fold).
-    curve: dict[int, float] = field(default_factory=dict)
-    #: The first objective at the pruning checkpoints (reported to Optuna).
+    #: What the pruner was shown at each checkpoint (first fold).
     reported: dict[int, float] = field(default_factory=dict)
 
 
@@ -1053,21 +1115,23 @@ POLL_SECONDS = 2.0
 STORAGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _show_progress(study: optuna.Study, bar: StudyBar) -> StudyProgress:
+def _show_progress(study: optuna.Study, bar: StudyBar, count_shared: bool) -> StudyProgress:
     """The study's progress, from one read of its trials, shown on ``bar`` too."""
     trials = study.get_trials(deepcopy=False)
-    progress = StudyProgress.of_trials(trials)
+    progress = StudyProgress.of_trials(trials, count_shared=count_shared)
     bar.update(trials, progress)
     return progress
 
 
-def _after_each_trial(target: int | None, bar: StudyBar) -> Callable[[optuna.Study, Any], None]:
+def _after_each_trial(
+    target: int | None, bar: StudyBar, count_shared: bool
+) -> Callable[[optuna.Study, Any], None]:
     """A callback that shows the study's progress and stops starting trials once
     finished and running ones (of every worker) make ``target``; the rest of the study
     is left to the workers running it."""
 
     def callback(study: optuna.Study, _trial: Any) -> None:
-        progress = _show_progress(study, bar)
+        progress = _show_progress(study, bar, count_shared)
         if target is not None and progress.finished + progress.running >= target:
             study.stop()
 
@@ -1121,7 +1185,7 @@ def _run_trials(
             return
         try:
             studies.fail_stale_trials(study)
-            progress = _show_progress(study, bar)
+            progress = _show_progress(study, bar, config.count_shared)
             missing = None
             if target is not None:
                 if progress.finished >= target:
@@ -1149,7 +1213,9 @@ def _run_trials(
                 catch=(Exception,),
                 # Without a bar to draw or a size to reach, no need to read the study.
                 callbacks=(
-                    [_after_each_trial(target, bar)] if target is not None or bar.enabled else None
+                    [_after_each_trial(target, bar, config.count_shared)]
+                    if target is not None or bar.enabled
+                    else None
                 ),
                 show_progress_bar=False,  # the study's own bar counts shared trials too
             )
@@ -1227,7 +1293,10 @@ def _finish(
         ),
         "pruned": sum(t.state == states.PRUNED for t in mine),
         "failed": sum(t.state == states.FAIL for t in mine),
-        "study_finished": sum(t.state in studies.FINISHED for t in trials),
+        "study_finished": StudyProgress.of_trials(
+            trials, count_shared=config.count_shared
+        ).finished,
+        "study_shared": sum(studies.is_shared(t) for t in trials),
         "study_total": len(trials),
     }
     best = _best_trial(study, config.multi_objective)
@@ -1235,7 +1304,8 @@ def _finish(
     best_params = best_values = None
     if best is not None:
         # The trial's own full parameters: a resumed study's fixed values may have changed.
-        best_params = _jsonable(best.user_attrs.get("params", {**space.fixed, **best.params}))
+        sampled = best.user_attrs.get("params", {**space.fixed, **best.params})
+        best_params = _jsonable(delivered_params(best.user_attrs, sampled))
         best_values = {o.name: float(v) for o, v in zip(objectives, best.values, strict=True)}
         best_run = best.user_attrs.get("mlflow_run_id")
         if best_run:
@@ -1271,6 +1341,11 @@ def _finish(
                 "best_run_id": best_run,
                 "dataset": config.dataset,
                 "dataset_fingerprint": dataset.fingerprint,
+                # Interactions each trial fitted (the mean over folds): BPR's final fit
+                # makes as many SGD steps (model_training.py --final-epochs-from steps).
+                "trained_interactions": round(
+                    float(np.mean([train.nnz for train, _ in runner.folds]))
+                ),
                 "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "rectune_version": __version__,
             },
