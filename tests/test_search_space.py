@@ -7,27 +7,63 @@ from rectune.errors import ConfigError
 from rectune.search_space import load_search_space, parse_search_space
 
 
-def write(tmp_path, text: str):
-    path = tmp_path / "space.yaml"
+def write(tmp_path, text: str, name: str = "space.yaml"):
+    path = tmp_path / name
     path.write_text(text)
     return path
 
 
 def test_shipped_grids_match_the_documented_defaults():
-    als = load_search_space("als")
+    # The seed plan's grids, by name.
+    als = load_search_space("als", "grid")
     assert als.grid() == {
         "factors": [32, 64, 128, 256],
         "regularization": [0.01, 0.1, 1.0, 10.0],
         "iterations": [10, 20, 50, 100],
     }
-    assert "alpha" not in als.distributions and als.fixed == {}
-    bpr = load_search_space("bpr")
+    assert "alpha" not in als.distributions and als.fixed == {"weighting": "binary"}
+    bpr = load_search_space("bpr", "grid")
     assert bpr.grid() == {
         "factors": [32, 64, 128, 256],
         "learning_rate": [0.001, 0.01, 0.1],
         "regularization": [0.001, 0.01, 0.1],
         "iterations": [50, 100, 200],
     }
+    assert bpr.fixed == {}
+
+
+def test_default_spaces_search_wide_ranges_with_iterations_as_the_budget():
+    als = load_search_space("als")
+    assert load_search_space("als", "default").fingerprint == als.fingerprint
+    assert als.fixed == {"iterations": 30}
+    d = als.distributions
+    assert (d["factors"].low, d["factors"].high, d["factors"].log) == (16, 256, True)
+    assert (d["regularization"].low, d["regularization"].high) == (0.01, 1000.0)
+    assert (d["alpha"].low, d["alpha"].high, d["alpha"].log) == (0.1, 100.0, True)
+    assert d["weighting"].choices == ("stored", "binary", "bm25")
+    bpr = load_search_space("bpr")
+    assert bpr.fixed == {"iterations": 200}
+    assert set(bpr.distributions) == {"factors", "learning_rate", "regularization"}
+
+
+def test_a_file_named_like_a_shipped_space_is_read_as_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "parameters:\n  factors: {type: categorical, choices: [8]}\n", "grid")
+    assert load_search_space("als", "grid").source == "grid"
+
+
+def test_a_string_hyperparameter_takes_categorical_choices_only(tmp_path):
+    space = load_search_space(
+        "als",
+        write(tmp_path, "parameters:\n  weighting: {type: categorical, choices: [bm25, binary]}\n"),
+    )
+    assert space.distributions["weighting"].choices == ("bm25", "binary")
+    with pytest.raises(ConfigError, match="'weighting': must be one of stored, binary"):
+        load_search_space("als", write(tmp_path, "parameters:\n  weighting: log\n"))
+    with pytest.raises(ConfigError, match="takes one of stored, binary, bm25, tfidf; use type"):
+        load_search_space(
+            "als", write(tmp_path, "parameters:\n  weighting: {type: int, low: 1, high: 2}\n")
+        )
 
 
 def test_every_kind_of_parameter(tmp_path):

@@ -132,14 +132,32 @@ def _within(distribution: optuna.distributions.BaseDistribution, value: Any) -> 
     )
 
 
-def default_space_path(model: str) -> Path:
-    """The search space shipped with rectune for ``model``."""
+#: Search spaces shipped with rectune, by the name ``--search-space`` takes:
+#: ``default`` (``MODEL.yaml``) and ``grid``, the seed plan's grid (``MODEL-grid.yaml``).
+SHIPPED_SPACES = {"default": "{model}.yaml", "grid": "{model}-grid.yaml"}
+
+
+def default_space_path(model: str, name: str = "default") -> Path:
+    """The search space shipped with rectune for ``model`` under ``name``."""
     check_model_name(model)
-    return Path(str(resources.files("rectune") / "search_spaces" / f"{model}.yaml"))
+    file = SHIPPED_SPACES[name].format(model=model)
+    return Path(str(resources.files("rectune") / "search_spaces" / file))
+
+
+def space_path(model: str, path_or_name: str | Path | None) -> Path:
+    """The file ``--search-space`` names: a shipped space by name (``default``,
+    ``grid``) unless a file of that name exists, else the path itself."""
+    if path_or_name is None:
+        return default_space_path(model)
+    path = Path(path_or_name)
+    if str(path_or_name) in SHIPPED_SPACES and not path.is_file():
+        return default_space_path(model, str(path_or_name))
+    return path
 
 
 def load_search_space(model: str, path: str | Path | None = None) -> SearchSpace:
-    """Load and check a search space; ``path=None`` loads the default for ``model``.
+    """Load and check a search space: a file, a shipped one by name (see
+    :func:`space_path`), or ``None`` for the default of ``model``.
 
     Raises
     ------
@@ -147,10 +165,13 @@ def load_search_space(model: str, path: str | Path | None = None) -> SearchSpace
         Naming the file, the parameter and the reason, for any problem.
     """
     check_model_name(model)
-    path = Path(path) if path is not None else default_space_path(model)
+    path = space_path(model, path)
     source = str(path)
     if not path.is_file():
-        raise ConfigError(f"search space file not found: {path}")
+        raise ConfigError(
+            f"search space file not found: {path} (or name a shipped one: "
+            f"{', '.join(SHIPPED_SPACES)})"
+        )
     text = path.read_text()
     try:
         document = yaml.safe_load(text)
@@ -238,6 +259,8 @@ def _range_distribution(kind, entry, valid, fail, name, check):
         raise fail(f"type {kind} needs {' and '.join(missing)}", name)
     if kind == "float" and check.kind is int:
         raise fail("takes whole numbers; use type int or categorical", name)
+    if check.kind in (str, bool):
+        raise fail(f"takes {check.describe()}; use type categorical", name)
     low, high = valid(entry["low"]), valid(entry["high"])
     if kind == "int" and (not isinstance(entry["low"], int) or not isinstance(entry["high"], int)):
         raise fail("int bounds must be whole numbers", name)
