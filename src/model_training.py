@@ -32,6 +32,7 @@ from rectune.processed import MODE_SPLITS
 from rectune.training import (
     DEFAULT_ALIAS,
     DEFAULT_HYPERPARAMETERS_FILE,
+    EPOCHS_FROM,
     TrainingConfig,
     parse_overrides,
     train_model,
@@ -105,6 +106,15 @@ from rectune.urls import redact_url
     show_default=True,
     help="Alias pointed at the new version with --register (load it as models:/NAME@ALIAS).",
 )
+@click.option(
+    "--final-epochs-from",
+    type=click.Choice(EPOCHS_FROM),
+    default="steps",
+    show_default=True,
+    help="BPR with tuned parameters: steps scales the tuned epochs to make as many SGD "
+    "steps on this data as tuning made on train_val (BPR peaks after a number of "
+    "steps); epochs keeps the count. ALS keeps its iterations either way.",
+)
 @progress_option("Show the fit's iterations and the users scored (on a terminal).")
 @seed_option("Seed of the model (and the first of --repeats).")
 @data_dir_option
@@ -121,6 +131,7 @@ def main(
     experiment_name: str | None,
     register: str | None,
     alias: str,
+    final_epochs_from: str,
     progress: bool,
     seed: int,
     data_dir: Path,
@@ -142,10 +153,16 @@ def main(
         register=register,
         alias=alias or None,
         show_progress=progress,
+        final_epochs_from=final_epochs_from,
     )
     result = train_model(config)
     click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")
     click.echo("  " + ", ".join(f"{name}={value}" for name, value in result.params.items()))
+    if result.tuned_iterations is not None:
+        click.echo(
+            f"  (iterations: the tuned {result.tuned_iterations} epochs scaled to as many SGD "
+            "steps on this data; --final-epochs-from epochs keeps them)"
+        )
     scored = MODE_SPLITS[mode][1]
     click.echo(
         f"Scores on {scored}"

@@ -50,7 +50,7 @@ def test_tuned_values_are_used_exactly(train, tmp_path, synthetic_dataset):
     result = train("--model", "als", "--hyperparameters", "tuned.json")
     assert result.exit_code == 0, result.output
     meta, model = saved(tmp_path)
-    assert meta["params"] == {**TUNED["als"], "alpha": 1.0}
+    assert meta["params"] == {**TUNED["als"], "alpha": 1.0, "weighting": "stored"}
     assert meta["params_origin"] == "tuned.json"
     assert (model.factors, model.regularization, model.iterations) == (12, 0.5, 3)
     assert meta["dataset_fingerprint"] == synthetic_dataset.fingerprint
@@ -182,3 +182,36 @@ def test_saved_model_scores_are_reproducible(train, tmp_path):
     second, model_b = saved(tmp_path)
     assert first["metrics"] == second["metrics"]
     assert np.array_equal(model_a.item_factors, model_b.item_factors)
+
+
+def test_scaled_epochs_keep_the_number_of_sgd_steps():
+    from rectune.training import scaled_epochs
+
+    assert scaled_epochs(100, 60_000, 75_000) == 80
+    assert scaled_epochs(3, 10, 100) == 1  # never below one epoch
+    assert scaled_epochs(7, 50, 50) == 7
+
+
+def test_tuned_bpr_epochs_are_scaled_to_the_steps_tuning_made(train, tmp_path, synthetic_dataset):
+    tuned = {"bpr": {"factors": 8, "learning_rate": 0.05, "iterations": 40}}
+    (tmp_path / "tuned.json").write_text(json.dumps(tuned))
+    (tmp_path / "tuned.provenance.json").write_text(
+        json.dumps({"bpr": {"trained_interactions": 30_000}})
+    )
+    result = train("--model", "bpr", "--hyperparameters", "tuned.json")
+    assert result.exit_code == 0, result.output
+    meta, model = saved(tmp_path, "bpr")
+    expected = round(40 * 30_000 / synthetic_dataset.train.nnz)
+    assert model.iterations == meta["params"]["iterations"] == expected != 40
+    assert (meta["tuned_iterations"], meta["final_epochs_from"]) == (40, "steps")
+    assert "the tuned 40 epochs scaled" in result.output
+    # Without provenance, tuning is taken to have fitted the dataset's train_val.
+    (tmp_path / "tuned.provenance.json").unlink()
+    assert train("--model", "bpr", "--hyperparameters", "tuned.json").exit_code == 0
+    expected = round(40 * synthetic_dataset.train_val.nnz / synthetic_dataset.train.nnz)
+    assert saved(tmp_path, "bpr")[1].iterations == expected
+    # Kept as tuned when asked, or when set by hand; ALS never scales.
+    for args in (["--final-epochs-from", "epochs"], ["--param", "iterations=40"]):
+        assert train("--model", "bpr", "--hyperparameters", "tuned.json", *args).exit_code == 0
+        meta, model = saved(tmp_path, "bpr")
+        assert model.iterations == 40 and meta["tuned_iterations"] is None

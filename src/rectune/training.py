@@ -37,6 +37,9 @@ from rectune.tracking import Tracker, default_experiment
 from rectune.tuning import provenance_path, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
+#: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).
+EpochsFrom = Literal["steps", "epochs"]
+EPOCHS_FROM: tuple[str, ...] = ("steps", "epochs")
 DEFAULT_HYPERPARAMETERS_FILE = MODELS_DIR / "best_hyperparameters.json"
 #: The alias ``--register`` points at the new version unless told otherwise.
 DEFAULT_ALIAS = "champion"
@@ -125,6 +128,7 @@ class TrainingConfig:
     alias: str | None = DEFAULT_ALIAS
     #: Progress bars of the fit's iterations and the users scored (on a terminal only).
     show_progress: bool = False
+    final_epochs_from: EpochsFrom = "steps"
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
@@ -134,6 +138,10 @@ class TrainingConfig:
             raise ConfigError(f"k must be a positive integer, got {self.k}")
         if self.repeats < 1:
             raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
+        if self.final_epochs_from not in EPOCHS_FROM:
+            raise ConfigError(
+                f"unknown final_epochs_from {self.final_epochs_from!r}; choose steps or epochs"
+            )
         if self.register is not None and not self.register.strip():
             raise ConfigError("the registered model name must not be empty")
 
@@ -153,15 +161,44 @@ class TrainingResult:
     fit_seconds: float
     model_uri: str
     registered_version: int | None = None
+    #: A tuned BPR's epochs before :func:`scaled_epochs` (``None``: not scaled).
+    tuned_iterations: int | None = None
+
+
+def scaled_epochs(epochs: int, tuned_interactions: int, interactions: int) -> int:
+    """BPR epochs on ``interactions`` that make as many SGD steps as ``epochs`` made on
+    ``tuned_interactions``: implicit's BPR takes one step per interaction and epoch,
+    and its validation score peaks after a number of steps, so the final fit on
+    ``train`` (a quarter more interactions than ``train_val``, with a 20% validation
+    share) would overshoot the peak by a quarter at the tuned epoch count."""
+    return max(1, round(epochs * tuned_interactions / max(interactions, 1)))
 
 
 def train_model(config: TrainingConfig) -> TrainingResult:
-    """Fit, score, save and log one model (``repeats`` fits when asked)."""
+    """Fit, score, save and log one model (``repeats`` fits when asked).
+
+    A tuned BPR's ``iterations`` (epochs) are scaled to the same number of SGD steps
+    on the data it now fits (:func:`scaled_epochs`) unless ``final_epochs_from`` is
+    ``epochs`` or ``--param iterations=`` sets them. ALS keeps its count: one ALS
+    iteration solves every user and item once, whatever the data's size.
+    """
     loaded, origin = load_hyperparameters(config.model, config.hyperparameters)
     params = validate_hyperparameters(config.model, {**loaded, **config.overrides})
     dataset = load_dataset(config.dataset, data_dir=config.data_dir)
     fit_split, score_split = MODE_SPLITS[config.mode]
     fit_on, score_on = dataset.matrices[fit_split], dataset.matrices[score_split]
+    tuned = tuning_provenance(config.model, config.hyperparameters)
+    tuned_epochs = None
+    if (
+        config.model == "bpr"
+        and config.final_epochs_from == "steps"
+        and config.hyperparameters is not None
+        and "iterations" not in config.overrides
+    ):
+        # Studies made before this was recorded tuned on the dataset's train_val.
+        seen = int(tuned.get("trained_interactions") or dataset.train_val.nnz)
+        tuned_epochs = params["iterations"]
+        params["iterations"] = scaled_epochs(tuned_epochs, seen, fit_on.nnz)
     if score_on.nnz == 0:
         raise ConfigError(
             f"the {score_split} split of {config.dataset!r} is empty; nothing to score"
@@ -190,7 +227,6 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     )
 
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    tuned = tuning_provenance(config.model, config.hyperparameters)
     tags = {
         "role": "training",
         "model": config.model,
@@ -208,6 +244,8 @@ def train_model(config: TrainingConfig) -> TrainingResult:
             "params": params,
             "params_origin": origin,
             "overrides": config.overrides,
+            "tuned_iterations": tuned_epochs,
+            "final_epochs_from": config.final_epochs_from if tuned_epochs else None,
             "seed": config.seed,
             "mode": config.mode,
             "trained_on": fit_split,
@@ -234,6 +272,7 @@ def train_model(config: TrainingConfig) -> TrainingResult:
                 "mode": config.mode,
                 "k": config.k,
                 "repeats": config.repeats,
+                **({"tuned_iterations": tuned_epochs} if tuned_epochs else {}),
                 **{f"override_{k}": v for k, v in config.overrides.items()},
             },
             metrics={
@@ -266,4 +305,5 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         fit_seconds=fit_seconds,
         model_uri=model_uri,
         registered_version=version,
+        tuned_iterations=tuned_epochs,
     )
