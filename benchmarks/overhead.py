@@ -1,7 +1,7 @@
 """Benchmark: how much of a tuning study's wall time is model fitting and evaluation.
 
-Runs a 50-trial ALS study (the shipped search space, TPE, median pruning, iteration
-sharing, MLflow logging on) on the default synthetic data, as
+Runs a 50-trial ALS study (the default search space, TPE, the default pruner, early
+stopping, MLflow logging on) on the default synthetic data, as
 ``hyperparameter_tuning.py --model als`` would, and divides its wall time by the time
 spent inside implicit's fits and rectune's evaluations. The rest is Optuna, MLflow,
 reports and rectune's own bookkeeping; the target is a ratio of at most 1.10.

@@ -1,12 +1,12 @@
 """Benchmark: time and fits until each sampler finds a trial within 1% of the best.
 
-1. **Exhaustive pass.** Every combination of the shipped grid (``--model``) is fitted
-   once, to its largest ``iterations`` choice, on the default synthetic data's tune
-   split; through the fit callback, Precision@10 on validation is recorded at every
-   iteration count a trial could stop or be scored at (its ``iterations`` choices and
-   pruning checkpoints), with the fit and evaluation seconds up to there. implicit
-   iterates deterministically, so these are the values separate fits would give. The
-   best value over the whole grid is the optimum.
+1. **Exhaustive pass.** Every combination of the seed plan's grid (``--model``,
+   ``--search-space grid``) is fitted once, to its largest ``iterations`` choice, on
+   the default synthetic data's tune split; through the fit callback, Precision@10 on
+   validation is recorded at every iteration count a trial could stop or be scored at
+   (its ``iterations`` choices and pruning checkpoints), with the fit and evaluation
+   seconds up to there. implicit iterates deterministically, so these are the values
+   separate fits would give. The best value over the whole grid is the optimum.
 2. **Replay.** For each sampler (tpe, random, grid, gp, qmc), with the median pruner and
    without, and for 5 seeds, an Optuna study runs rectune's own samplers, pruner and
    iteration sharing against that table: a trial's cost is the recorded fit and
@@ -179,7 +179,7 @@ def replay(space, table, choices, optimum, sampler_name, pruning, seed, max_tria
 def main(model: str, seeds: int, max_trials: int, json_out: Path | None) -> None:
     """Fits and seconds each sampler needs to come within 1% of the grid's optimum."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    space = load_search_space(model)
+    space = load_search_space(model, "grid")  # the seed plan's grid, enumerable
     matrices = split_synthetic("ml-100k")
     train, validation = matrices["train_val"], matrices["validation"]
     sample_sizes, sample_seeds = (100, 300), range(5)

@@ -42,7 +42,7 @@ def test_default_spaces_search_wide_ranges_with_iterations_as_the_budget():
     assert (d["alpha"].low, d["alpha"].high, d["alpha"].log) == (0.1, 100.0, True)
     assert d["weighting"].choices == ("stored", "binary", "bm25")
     bpr = load_search_space("bpr")
-    assert bpr.fixed == {"iterations": 200}
+    assert bpr.fixed == {"iterations": 100}
     assert set(bpr.distributions) == {"factors", "learning_rate", "regularization"}
 
 

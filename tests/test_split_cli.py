@@ -163,8 +163,9 @@ def test_detected_columns_and_auto_weighting_are_recorded(run_split, tmp_path):
     ds = load_dataset("stars", data_dir=tmp_path / "data")
     assert (ds.train + ds.test).toarray().tolist() == [[5, 2, 0], [3, 0, 4]]
     # Without a rating column, auto stores 1s.
-    path.write_text("user_id,item_id\na,x\nb,y\n")
-    assert run_split("--input", str(path), "--dataset-name", "plain").exit_code == 0
+    path.write_text("user_id,item_id\na,x\na,y\nb,x\nb,z\n")
+    result = run_split("--input", str(path), "--dataset-name", "plain")
+    assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "data" / "processed" / "plain" / "manifest.json").read_text())
     assert manifest["options"]["feedback"]["weighting"] == "binary"
     assert manifest["source"]["columns_detected"] == []

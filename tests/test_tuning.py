@@ -1115,7 +1115,7 @@ def test_a_budget_trial_stands_for_its_best_checkpoint(tune, tmp_path, synthetic
         assert trial.value == curve[12] and best in budget_steps
         stopped = int(runs[trial.number].data.tags["stopped_at_iteration"])
         # Stopped one checkpoint (the patience) after its best, or at the budget.
-        assert stopped == min(12, budget_steps[budget_steps.index(best) + 1])
+        assert stopped == next((s for s in budget_steps if s > best), 12)
         assert runs[trial.number].data.params["iterations"] == str(best)
         # Its value is that of a model fitted for its best count on its own.
         params = {**trial.user_attrs["params"], "iterations": best}

@@ -23,17 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.importance import (
-    FanovaImportanceEvaluator,
-    PedAnovaImportanceEvaluator,
-    get_param_importances,
-)
 
 from rectune._io import write_json_atomic, write_text_atomic
 
 #: Imported by the report on first use: about 1.7 s of a fresh process (scikit-learn
 #: for fANOVA, plotly through Optuna's plots).
-_REPORT_MODULES = ("sklearn.ensemble", "optuna.visualization")
+_REPORT_MODULES = ("optuna.importance", "optuna.visualization")
 
 
 def import_behind() -> threading.Thread:
@@ -107,6 +102,14 @@ FANOVA_TREES = 16
 
 def importances(study: optuna.Study, seed: int = 42) -> dict[str, Any]:
     """fANOVA and PED-ANOVA importance of each parameter for the first objective."""
+    # Imported here (or behind the first fit, by import_behind): scikit-learn with it
+    # costs about a second of a fresh process.
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
+
     target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     out: dict[str, Any] = {}
     evaluators = {
