@@ -60,6 +60,7 @@ from rectune.errors import ConfigError, DataError, DatasetNotFoundError
 from rectune.metrics import USER_METRICS, Evaluator, sample_users
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
+    HYPERPARAMETERS,
     build_model,
     check_model_name,
     fit_model,
@@ -1305,7 +1306,9 @@ def _finish(
     if best is not None:
         # The trial's own full parameters: a resumed study's fixed values may have changed.
         sampled = best.user_attrs.get("params", {**space.fixed, **best.params})
-        best_params = _jsonable(delivered_params(best.user_attrs, sampled))
+        delivered = delivered_params(best.user_attrs, sampled)
+        order = list(HYPERPARAMETERS[config.model])  # the model's own order, for reading
+        best_params = _jsonable(dict(sorted(delivered.items(), key=lambda kv: order.index(kv[0]))))
         best_values = {o.name: float(v) for o, v in zip(objectives, best.values, strict=True)}
         best_run = best.user_attrs.get("mlflow_run_id")
         if best_run:
