@@ -227,6 +227,7 @@ def _one_seed(
     work: Path,
     full: bool,
     shorter: tuple[int, ...] = (),
+    compare: bool = True,
 ) -> dict[str, Any]:
     data_dir = work / f"seed-{seed}" / "data"
     out = work / f"seed-{seed}"
@@ -337,42 +338,43 @@ def _one_seed(
             )
             row["test"] = {m: report["metrics"]["model"][f"{m}@{k}"] for m in METRICS}
             figures["popular"] = {m: report["metrics"]["popular"][f"{m}@{k}"] for m in METRICS}
-            # The plain loop, same budget, same split.
-            plain_out = out / f"plain-{model}.json"
-            plain_store = _store(out / f"plain-{model}.db")
-            t0 = time.time()
-            _run(
-                [
-                    sys.executable, str(ROOT / "benchmarks" / "_plain_loop.py"),
-                    "--model", model,
-                    "--dataset", name,
-                    "--data-dir", str(data_dir),
-                    "--seed", str(seed),
-                    "--n-trials", str(n_trials),
-                    "--t0", repr(t0),
-                    "--out", str(plain_out),
-                ],
-                {**env, "MLFLOW_TRACKING_URI": plain_store},
-                log,
-            )  # fmt: skip
-            plain = json.loads(plain_out.read_text())
-            plain_curve = _running_best([(t["t"], t["value"]) for t in plain["trials"]])
-            row["plain"] = {
-                "wall": plain["wall"],
-                "validation_best": plain["best_value"],
-                "curve": plain_curve,
-            }
-            row["rectune_to_plain_best"] = _time_to(rectune_curve, plain["best_value"])
-            row["rectune_to_own_1pct"] = _time_to(rectune_curve, 0.99 * best.values[0])
-            row["plain_to_own_1pct"] = _time_to(plain_curve, 0.99 * plain["best_value"])
-            row["plain_to_rectune_1pct"] = _time_to(plain_curve, 0.99 * best.values[0])
-            row["rectune_to_plain_best_over_plain_wall"] = (
-                None
-                if row["rectune_to_plain_best"] is None
-                else row["rectune_to_plain_best"] / plain["wall"]
-            )
+            if compare:
+                # The plain loop, same budget, same split.
+                plain_out = out / f"plain-{model}.json"
+                plain_store = _store(out / f"plain-{model}.db")
+                t0 = time.time()
+                _run(
+                    [
+                        sys.executable, str(ROOT / "benchmarks" / "_plain_loop.py"),
+                        "--model", model,
+                        "--dataset", name,
+                        "--data-dir", str(data_dir),
+                        "--seed", str(seed),
+                        "--n-trials", str(n_trials),
+                        "--t0", repr(t0),
+                        "--out", str(plain_out),
+                    ],
+                    {**env, "MLFLOW_TRACKING_URI": plain_store},
+                    log,
+                )  # fmt: skip
+                plain = json.loads(plain_out.read_text())
+                plain_curve = _running_best([(t["t"], t["value"]) for t in plain["trials"]])
+                row["plain"] = {
+                    "wall": plain["wall"],
+                    "validation_best": plain["best_value"],
+                    "curve": plain_curve,
+                }
+                row["rectune_to_plain_best"] = _time_to(rectune_curve, plain["best_value"])
+                row["rectune_to_own_1pct"] = _time_to(rectune_curve, 0.99 * best.values[0])
+                row["plain_to_own_1pct"] = _time_to(plain_curve, 0.99 * plain["best_value"])
+                row["plain_to_rectune_1pct"] = _time_to(plain_curve, 0.99 * best.values[0])
+                row["rectune_to_plain_best_over_plain_wall"] = (
+                    None
+                    if row["rectune_to_plain_best"] is None
+                    else row["rectune_to_plain_best"] / plain["wall"]
+                )
         figures[model] = row
-    if full and "bpr" in models:
+    if full and compare and "bpr" in models:
         figures["cornac"] = _cornac_rows(data, seed, k)
     return figures
 
@@ -407,7 +409,7 @@ def _median(values: list[float | None]) -> float | None:
     show_default=True,
     help="More seeds that only tune, for the pruning count ('' for none).",
 )
-@click.option("--n-trials", type=int, default=50, show_default=True)
+@click.option("--n-trials", type=int, default=50, show_default=True, help="Trials of every study.")
 @click.option(
     "--shorter",
     default="20",
@@ -421,8 +423,17 @@ def _median(values: list[float | None]) -> float | None:
     help="Keep every run's data, models, logs and MLflow store here [default: a "
     "temporary folder, removed after].",
 )
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Run the plain loop and Cornac's BPR beside rectune (the time-to-best table).",
+)
 @json_option
-def main(input_path, models, seeds, pruner_seeds, n_trials, shorter, work_dir, json_out):
+def main(input_path, models, seeds, pruner_seeds, n_trials, shorter, work_dir, compare, json_out):
+    """Run the pipeline on a ratings file under the Microsoft Recommenders protocol and
+    print test scores beside the anchors, how often pruning stopped the best, and the
+    time to the best model against a plain Optuna loop (see the module's docstring)."""
     models = [m.strip() for m in models.split(",") if m.strip()]
     full_seeds = [int(s) for s in seeds.split(",") if s.strip()]
     tune_seeds = [int(s) for s in pruner_seeds.split(",") if s.strip()]
@@ -435,14 +446,16 @@ def main(input_path, models, seeds, pruner_seeds, n_trials, shorter, work_dir, j
         for seed in full_seeds + tune_seeds:
             click.echo(f"seed {seed}: {'full pipeline' if seed in full_seeds else 'tuning'}")
             runs.append(
-                _one_seed(input_path, seed, models, n_trials, work, seed in full_seeds, sizes)
+                _one_seed(
+                    input_path, seed, models, n_trials, work, seed in full_seeds, sizes, compare
+                )
             )
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
     full = [r for r in runs if r["seed"] in full_seeds]
-    _report(full, runs, models, n_trials)
-    if importlib.util.find_spec("cornac") is None and "bpr" in models:
+    _report(full, runs, models, n_trials, compare)
+    if compare and importlib.util.find_spec("cornac") is None and "bpr" in models:
         click.echo("(Cornac's BPR left out: pip install -r benchmarks/requirements-quality.txt)")
     write_json(
         json_out,
@@ -450,7 +463,9 @@ def main(input_path, models, seeds, pruner_seeds, n_trials, shorter, work_dir, j
     )
 
 
-def _report(full: list[dict], runs: list[dict], models: list[str], n_trials: int) -> None:
+def _report(
+    full: list[dict], runs: list[dict], models: list[str], n_trials: int, compare: bool
+) -> None:
     rows = []
     for model in models:
         for run in full:
@@ -561,6 +576,8 @@ def _report(full: list[dict], runs: list[dict], models: list[str], n_trials: int
             )
     print_table(rows, "\nBy study size (per seed; smaller sizes are the same study's first trials)")
 
+    if not compare:
+        return
     rows = []
     for model in models:
         for run in full:

@@ -220,6 +220,12 @@ CASES = [
         "the temporal split needs timestamps",
     ),
     Case(
+        "Rating threshold that is not a number",
+        split_data.main,
+        lambda f: ["--min-rating", "four", "--data-dir", str(f)],
+        "'four' is neither a number nor 'none'",
+    ),
+    Case(
         "Filters that leave nothing",
         split_data.main,
         lambda f: [
@@ -255,6 +261,27 @@ CASES = [
             str(write(f / "s.yaml", "parameters:\n  learning_rate: 0.1\n")),
         ],
         "parameter 'learning_rate': ALS does not take this parameter",
+    ),
+    Case(
+        "Search space with a weighting ALS does not know",
+        hyperparameter_tuning.main,
+        lambda f: [
+            "--model",
+            "als",
+            "--search-space",
+            str(
+                write(
+                    f / "s.yaml", "parameters:\n  weighting: {type: categorical, choices: [log]}\n"
+                )
+            ),
+        ],
+        "parameter 'weighting': must be one of stored, binary, bm25, tfidf, got 'log'",
+    ),
+    Case(
+        "Search space that is neither a file nor a shipped name",
+        hyperparameter_tuning.main,
+        lambda f: ["--model", "als", "--search-space", str(f / "gird")],
+        "(or name a shipped one: default, grid)",
     ),
     Case(
         "Search space that is not YAML",
