@@ -17,9 +17,10 @@ Two hyperparameters are rectune's, applied around implicit's fit by :func:`fit_m
   paper draw uniformly), so it learns scores relative to popularity and ranks popular
   items too low. After the fit, ``beta * log(n_i)`` is added to each item's bias, ``n_i``
   being its number of training users (at least 1): the logQ correction of sampled
-  training (Yi et al., 2019). 0 gives implicit's model as it is; 1 is exact for a
-  softmax over the sampling distribution. It is in the saved factors, so recommending
-  and serving need nothing more.
+  training (Yi et al., 2019). 0 gives implicit's model as it is; 1 is the correction a
+  sampled softmax takes (for BPR's pairwise loss a heuristic, measured in
+  ``benchmarks/quality.py``). It is in the saved factors, so recommending and serving
+  need nothing more.
 
 Determinism: ALS is deterministic for a fixed seed at any thread count. BPR is only
 deterministic with one thread, so BPR on the CPU defaults to ``num_threads=1``; pass
@@ -137,8 +138,6 @@ HYPERPARAMETERS: dict[str, dict[str, Hyperparameter]] = {
         ),
     },
 }
-#: Hyperparameters rectune applies around the fit; implicit's models do not take them.
-RECTUNE_HYPERPARAMETERS = {"als": ("weighting",), "bpr": ("popularity_correction",)}
 
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "als": {

@@ -797,8 +797,8 @@ class _StopFit(Exception):
     """Raised by a fit's callback to end the fit early (early stopping)."""
 
 
-#: User attribute of a trial whose fit stopped early: its best checkpoint's iteration
-#: count, the ``iterations`` it stands for.
+#: User attribute of a trial fitted to an iteration budget (``iterations`` not searched):
+#: its best checkpoint's count, the ``iterations`` it stands for.
 BEST_ITERATION = "best_iteration"
 
 
