@@ -57,6 +57,7 @@ from rectune.metrics import Evaluator
 from rectune.models import build_model, fit_model
 from rectune.processed import load_dataset
 from rectune.statistics import bootstrap_means, mean_intervals
+from rectune.studies import is_shared
 from rectune.tuning import BEST_ITERATION
 
 METRICS = ("precision", "ndcg", "recall", "map")
@@ -150,7 +151,7 @@ def _refit_value(model: str, params: dict, data, evaluator: Evaluator, seed: int
 def _best_of_first(trials: list, n: int) -> Any:
     """The best complete trial among a study's first ``n`` (by number, shared ones
     aside): what a study of ``n`` trials with the same seed would have picked."""
-    first = [t for t in trials if "shared_fit_of" not in t.user_attrs][:n]
+    first = [t for t in trials if not is_shared(t)][:n]
     done = [t for t in first if t.state.name == "COMPLETE"]
     return max(done, key=lambda t: (t.values[0], -t.number)) if done else None
 
@@ -279,7 +280,7 @@ def _one_seed(
             "validation_best": best.values[0],
             "best_params": json.loads(output.read_text())[model],
             "trials": len(trials),
-            "fits": sum("shared_fit_of" not in t.user_attrs for t in trials),
+            "fits": sum(not is_shared(t) for t in trials),
             "pruned": sum(t.state.name == "PRUNED" for t in trials),
         }
         # Pruning: would any pruned trial have beaten the study's best?

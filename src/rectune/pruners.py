@@ -1,9 +1,10 @@
 """Optuna pruners by name; their steps are training iterations.
 
 Early scores mislead: a strongly regularised ALS or a slowly learning BPR converges later
-and overtakes (on MovieLens-100k the shipped ALS grid's best combination was third from
-the bottom after 2 of its 10 iterations). So no pruner here stops a trial before a third
-of the largest iteration count, nor before 10 trials have completed.
+and overtakes (on MovieLens-100k the median pruner without a warm-up stopped the shipped
+ALS grid's best combination after 2 of its 10 iterations, at 0.135 against its 0.191 at
+the end). So no pruner here stops a trial before a third of the largest iteration
+count, nor before 10 trials have completed.
 
 The default, ``rung``, decides once per trial, at its first checkpoint past that
 warm-up (one rung of successive halving): it stops the trial when it is in the bottom

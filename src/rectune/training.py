@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
@@ -39,7 +39,7 @@ from rectune.tuning import provenance_path, read_best_hyperparameters
 Mode = Literal["tune", "final"]
 #: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).
 EpochsFrom = Literal["steps", "epochs"]
-EPOCHS_FROM: tuple[str, ...] = ("steps", "epochs")
+EPOCHS_FROM: tuple[str, ...] = get_args(EpochsFrom)
 DEFAULT_HYPERPARAMETERS_FILE = MODELS_DIR / "best_hyperparameters.json"
 #: The alias ``--register`` points at the new version unless told otherwise.
 DEFAULT_ALIAS = "champion"
