@@ -52,6 +52,23 @@ class _LevelPrefix(logging.Formatter):
         return f"Warning: {message}" if record.levelno >= logging.WARNING else message
 
 
+class JobCount(click.ParamType):
+    """A positive number of trials at once, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            self.fail(f"{value!r} is neither a positive whole number nor 'auto'", param, ctx)
+        return count
+
+
 @click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
 @click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to tune.")
 @click.option(
@@ -138,10 +155,12 @@ class _LevelPrefix(logging.Formatter):
 )
 @click.option(
     "--n-jobs",
-    type=click.IntRange(min=1),
-    default=1,
+    type=JobCount(),
+    default="auto",
     show_default=True,
-    help="Trials run in parallel threads (cores are shared between them).",
+    help="Trials run at once, in threads sharing the cores; the study is the same "
+    "whatever the machine, for a given N. auto: 2, or 1 where iteration sharing applies "
+    "or the models fit on CUDA.",
 )
 @click.option(
     "--device",
@@ -230,7 +249,7 @@ def main(
     study_name: str | None,
     storage: str | None,
     heartbeat: int,
-    n_jobs: int,
+    n_jobs: int | str,
     device: str,
     cv_folds: int,
     checkpoints: int,

@@ -301,6 +301,12 @@ CASES = [
         "0 is not in the range x>=1",
     ),
     Case(
+        "Trials at once that are not a count",
+        hyperparameter_tuning.main,
+        lambda f: ["--model", "als", "--n-jobs", "0"],
+        "'0' is neither a positive whole number nor 'auto'",
+    ),
+    Case(
         "Corrupt best_hyperparameters.json",
         hyperparameter_tuning.main,
         corrupt_output("not json at all"),

@@ -187,26 +187,31 @@ def test_a_killed_workers_trial_is_failed_and_retried_by_the_next(
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
-    killed = busy[0][0]
-    assert trial_states(optuna_db)[killed] == "RUNNING"  # nobody is left to end it
+    # Trials run two at a time by default: the kill may catch one or both.
+    killed = sorted(n for n, state in trial_states(optuna_db).items() if state == "RUNNING")
+    assert busy[0][0] in killed and len(killed) <= 2  # nobody is left to end them
 
     output = finish(workers(*args))
 
     states = trial_states(optuna_db)
-    assert states[killed] == "FAIL"
+    assert all(states[n] == "FAIL" for n in killed)
     assert sum(state == "COMPLETE" for state in states.values()) == 4
-    retries = query(
-        optuna_db,
-        "SELECT t.number, t.state FROM trials t JOIN trial_system_attributes a "
-        f"USING (trial_id) WHERE a.key = 'failed_trial' AND a.value_json = '{killed}'",
-    )
-    assert len(retries) == 1 and retries[0][1] == "COMPLETE"  # retried once, with success
     params = (
         "SELECT param_name, param_value FROM trial_params p JOIN trials t USING (trial_id) "
         "WHERE t.number = {} ORDER BY param_name"
     )
-    assert query(optuna_db, params.format(retries[0][0])) == query(optuna_db, params.format(killed))
-    assert f"trial(s) {killed} had stopped sending heartbeats" in output
+    for number in killed:
+        retries = query(
+            optuna_db,
+            "SELECT t.number, t.state FROM trials t JOIN trial_system_attributes a "
+            f"USING (trial_id) WHERE a.key = 'failed_trial' AND a.value_json = '{number}'",
+        )
+        assert len(retries) == 1 and retries[0][1] == "COMPLETE"  # retried once, with success
+        # The retry has the same parameters (a trial killed before its sampling had none).
+        original = query(optuna_db, params.format(number))
+        if original:
+            assert query(optuna_db, params.format(retries[0][0])) == original
+    assert f"trial(s) {', '.join(map(str, killed))} had stopped sending heartbeats" in output
 
     runs = runs_of(tracking_server, workers.experiment)
     parents = [r for r in runs if r.data.tags.get("role") == "tuning-parent"]
@@ -216,8 +221,11 @@ def test_a_killed_workers_trial_is_failed_and_retried_by_the_next(
         if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id:
             by_trial.setdefault(int(run.data.tags["trial_number"]), []).append(run)
     assert all(len(found) == 1 for found in by_trial.values())
-    assert by_trial[killed][0].info.status == "KILLED"
-    assert by_trial[killed][0].data.tags["state"] == "FAIL"
+    assert by_trial[busy[0][0]][0].info.status == "KILLED"
+    for number in killed:
+        if number in by_trial:  # a trial killed before its run was made has none
+            assert by_trial[number][0].info.status == "KILLED"
+            assert by_trial[number][0].data.tags["state"] == "FAIL"
     finished = sorted(n for n, found in by_trial.items() if found[0].info.status == "FINISHED")
     assert finished == sorted(n for n, state in states.items() if state == "COMPLETE")
 

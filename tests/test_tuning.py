@@ -1,6 +1,8 @@
 """Tuning: Optuna studies with one MLflow child run per trial, and the output file."""
 
 import json
+import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -297,7 +299,7 @@ def test_a_repeated_combination_is_not_refitted(tune, tmp_path):
         fits.append(model.factors)
         return fit_model(model, train, callback=callback)
 
-    result = tune(n_trials=3, search_space=tmp_path / "one.yaml", fit=counting_fit)
+    result = tune(n_trials=3, search_space=tmp_path / "one.yaml", fit=counting_fit, n_jobs=1)
     assert fits == [8]
     trials = result.study.trials
     assert [t.user_attrs.get("reused_from") for t in trials] == [None, 0, 0]
@@ -316,6 +318,64 @@ def test_parallel_trials_log_to_their_own_runs(tune):
     assert {t.number: t.user_attrs["mlflow_run_id"] for t in result.study.trials} == by_number
     for run in runs:
         assert "precision_at_10" in run.data.metrics
+
+
+BUDGET_ALS = """model: als
+parameters:
+  factors: {type: int, low: 4, high: 16}
+  regularization: {type: float, low: 0.01, high: 10, log: true}
+  iterations: 6
+"""
+
+
+def test_parallel_trials_by_default_give_the_same_study_however_long_fits_take(tune, tmp_path):
+    (tmp_path / "budget.yaml").write_text(BUDGET_ALS)
+    lock = threading.Lock()
+    at_once, most = [0], [0]
+
+    def jittery_fit(model, train, callback=None):
+        with lock:
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+        time.sleep(random.random() / 20)  # unseeded: the order trials end in differs
+        try:
+            return fit_model(model, train, callback=callback)
+        finally:
+            with lock:
+                at_once[0] -= 1
+
+    results = [
+        tune(n_trials=6, search_space=tmp_path / "budget.yaml", study_name=name, seed=5,
+             fit=jittery_fit, checkpoints=3)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    assert most[0] == 2  # the default ran two at once
+    first, second = (trial_table(r.study) for r in results)
+    assert first == second
+    assert [state for _, state, _ in first] == ["COMPLETE"] * 6
+    parent = MlflowClient().get_run(results[0].parent_run_id)
+    assert parent.data.params["n_jobs"] == "2"
+
+
+def test_ctrl_c_stops_the_parallel_trial_beside_it(tune, tmp_path):
+    (tmp_path / "budget.yaml").write_text(BUDGET_ALS.replace("iterations: 6", "iterations: 400"))
+    calls = []
+
+    def fit(model, train, callback=None):
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(0.2)  # trial 3 is fitting by now
+            raise KeyboardInterrupt
+        return fit_model(model, train, callback=callback)
+
+    result = tune(n_trials=6, search_space=tmp_path / "budget.yaml", fit=fit, patience=0)
+    assert result.interrupted
+    trials = result.study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+    assert trials[3].user_attrs["error"] == studies.INTERRUPTED  # stopped, not fitted out
+    client = MlflowClient()
+    for trial in trials[2:]:
+        assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "KILLED"
 
 
 def test_multi_objective_study_writes_a_pareto_trial(tune):

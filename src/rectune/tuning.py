@@ -28,24 +28,26 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
-from rectune import __version__, sharing, studies
+from rectune import __version__, parallel, sharing, studies
 from rectune._io import file_lock, lock_path, write_json_atomic
 from rectune.checkpoints import (
     DEFAULT_CHECKPOINTS,
@@ -94,6 +96,8 @@ PARENT_RUNS_ATTR = "mlflow_parent_runs"
 #: The default Optuna storage, beside ``--output``; earlier versions kept a SQLite file.
 DEFAULT_JOURNAL = "optuna.journal"
 LEGACY_DATABASE = "optuna.db"
+#: Trials run at once by default, where nothing keeps a study to one at a time.
+PARALLEL_TRIALS = 2
 _OBJECTIVE = re.compile(r"^(?P<metric>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
 
 
@@ -159,7 +163,7 @@ class TuningConfig:
     search_space: str | Path | None = None  # a file, or a shipped space's name
     study_name: str | None = None
     storage: str | None = None
-    n_jobs: int = 1
+    n_jobs: int | Literal["auto"] = "auto"
     seed: int = 42
     device: str = "auto"
     cv_folds: int = 1
@@ -193,8 +197,8 @@ class TuningConfig:
             )
         if self.pruner not in PRUNERS:
             raise ConfigError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
-        if self.n_jobs < 1:
-            raise ConfigError(f"n_jobs must be at least 1, got {self.n_jobs}")
+        if self.n_jobs != "auto" and (not isinstance(self.n_jobs, int) or self.n_jobs < 1):
+            raise ConfigError(f"n_jobs must be 'auto' or at least 1, got {self.n_jobs!r}")
         if self.cv_folds < 1:
             raise ConfigError(f"cv_folds must be at least 1, got {self.cv_folds}")
         if self.checkpoints < 1:
@@ -277,6 +281,19 @@ def _max_iterations(space: SearchSpace) -> int:
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return int(max(distribution.choices))
     return int(distribution.high)
+
+
+def parallel_trials(config: TuningConfig, space: SearchSpace) -> int:
+    """Trials run at once: ``config.n_jobs``, or for ``auto`` :data:`PARALLEL_TRIALS`,
+    except where iteration sharing applies (it records trials from a fit while the fit
+    runs, which needs one trial at a time) or the models fit on the one GPU."""
+    if config.n_jobs != "auto":
+        return config.n_jobs
+    if config.share_iterations and sharing.iteration_choices(space):
+        return 1
+    if resolve_device(config.device) == "cuda":
+        return 1
+    return PARALLEL_TRIALS
 
 
 # --------------------------------------------------------------------------- study
@@ -378,10 +395,10 @@ class TrialRunner:
         self.device = resolve_device(config.device)
         # Parallel trials share the cores. BPR stays on its deterministic single thread;
         # None and 0 mean the defaults (all cores for ALS and for evaluation).
-        share = max(1, (os.cpu_count() or 1) // config.n_jobs)
-        parallel = config.n_jobs > 1
-        self.num_threads = share if parallel and config.model == "als" else None
-        self.eval_threads = share if parallel else 0
+        n_jobs = parallel_trials(config, space)
+        share = max(1, (os.cpu_count() or 1) // n_jobs)
+        self.num_threads = share if n_jobs > 1 and config.model == "als" else None
+        self.eval_threads = share if n_jobs > 1 else 0
         if config.cv_folds > 1:
             self.folds = per_user_folds(dataset.train, config.cv_folds, config.seed)
         else:
@@ -407,17 +424,31 @@ class TrialRunner:
         # Parallel trials of one process could overfill the study with shared trials
         # (each counts the room before the other records), so sharing needs n_jobs 1.
         self.iteration_choices = (
-            sharing.iteration_choices(space)
-            if config.share_iterations and config.n_jobs == 1
-            else None
+            sharing.iteration_choices(space) if config.share_iterations and n_jobs == 1 else None
         )
         #: Numbers of the trials this worker recorded from its fits (iteration sharing).
         self.shared: list[int] = []
+        #: Set to stop every running fit at its next iteration (Ctrl-C, parallel trials).
+        self.cancelled = threading.Event()
+        #: The study as :meth:`prepare` read it for each trial, by number.
+        self._prepared: dict[int, list[optuna.trial.FrozenTrial]] = {}
+
+    def prepare(self, trial: optuna.Trial) -> None:
+        """Sample ``trial``'s parameters and read the study for it, now.
+
+        Parallel trials (:func:`rectune.parallel.optimize_in_order`) call this right
+        after each ask, in trial order, so that what a trial reuses or counts does not
+        depend on which of the running trials happen to be told before it starts.
+        """
+        self.space.suggest(trial)
+        self._prepared[trial.number] = trial.study.get_trials(deepcopy=False)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         target = self.config.n_trials
         # One read of the study serves the surplus check, reuse and sharing.
-        trials = trial.study.get_trials(deepcopy=False)
+        trials = self._prepared.pop(trial.number, None)
+        if trials is None:
+            trials = trial.study.get_trials(deepcopy=False)
         ahead = studies.trials_ahead(trials, trial.number, count_shared=self.config.count_shared)
         if target is not None and ahead >= target:
             # Another worker took the last trial the study needed while this one was
@@ -678,6 +709,8 @@ class TrialRunner:
 
         def callback(done: int) -> None:
             nonlocal paused
+            if self.cancelled.is_set():
+                raise KeyboardInterrupt  # the trial is stopped, as by Ctrl-C
             if done not in marks and done not in shared:
                 return
             pause = time.perf_counter()
@@ -960,6 +993,7 @@ def run_tuning(
     read_best_hyperparameters(config.output)  # refuse a corrupt output file up front
     _check_writable(config.output)
     resolve_device(config.device)  # refuse cuda without a GPU before any run is made
+    config = dataclasses.replace(config, n_jobs=parallel_trials(config, space))
     dataset = load_or_make_dataset(config)
     if dataset.validation.nnz == 0 and config.cv_folds == 1:
         raise DataError(
@@ -971,6 +1005,8 @@ def run_tuning(
     study = open_study(config, space, dataset, storage)
     if pruner is not None:
         study.pruner = pruner
+    # Parallel trials are pruned on the trials every run has finished before them.
+    study.pruner = parallel.in_trial_order(study.pruner, config.n_jobs)
     resumed = len(study.get_trials(deepcopy=False))
     notes = []
     categorical = [
@@ -1206,20 +1242,33 @@ def _run_trials(
             ):
                 return
             attempted = len(runner.ran) + len(runner.surplus)
-            study.optimize(
-                runner,
-                n_trials=missing,
-                timeout=remaining,
-                n_jobs=config.n_jobs,
-                catch=(Exception,),
-                # Without a bar to draw or a size to reach, no need to read the study.
-                callbacks=(
-                    [_after_each_trial(target, bar, config.count_shared)]
-                    if target is not None or bar.enabled
-                    else None
-                ),
-                show_progress_bar=False,  # the study's own bar counts shared trials too
+            # Without a bar to draw or a size to reach, no need to read the study.
+            callbacks = (
+                [_after_each_trial(target, bar, config.count_shared)]
+                if target is not None or bar.enabled
+                else None
             )
+            if config.n_jobs == 1:
+                study.optimize(
+                    runner,
+                    n_trials=missing,
+                    timeout=remaining,
+                    catch=(Exception,),
+                    callbacks=callbacks,
+                    show_progress_bar=False,  # the study's own bar counts shared trials too
+                )
+            else:
+                parallel.optimize_in_order(
+                    study,
+                    runner,
+                    n_jobs=config.n_jobs,
+                    n_trials=missing,
+                    timeout=remaining,
+                    catch=(Exception,),
+                    callbacks=callbacks,
+                    prepare=runner.prepare,
+                    cancel=runner.cancelled,
+                )
             retries = 0
             if target is None or len(runner.ran) + len(runner.surplus) == attempted:
                 return  # the timeout, or a sampler that stopped the study
