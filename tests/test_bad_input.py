@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -37,6 +38,7 @@ class Case:
     script: Callable
     args: Callable[[Path], list[str]]  # builds the bad input in a folder; returns argv
     message: str
+    env: dict[str, str] | None = None  # set for the command
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -48,6 +50,12 @@ def write(path: Path, text: str | bytes) -> Path:
 def ratings(folder: Path, header: str = "user_id,item_id,rating,timestamp") -> Path:
     rows = [f"u{u},i{(u * 7 + j) % 40},4,{1000 + u * 10 + j}" for u in range(30) for j in range(8)]
     return write(folder / "ratings.csv", "\n".join([header, *rows]) + "\n")
+
+
+def list_ids(folder: Path) -> Path:
+    path = folder / "lists.parquet"
+    pd.DataFrame({"user_id": [[1, 2], [3]], "item_id": [1, 2]}).to_parquet(path)
+    return path
 
 
 def tune_args(folder: Path, *extra: str) -> list[str]:
@@ -140,6 +148,12 @@ def with_pickled_factors(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def read_only(folder: Path) -> Path:
+    """A folder where nothing can be created (the tests may run as root, whom file
+    modes do not stop, so it is a path under a regular file)."""
+    return write(folder / "a-file", "") / "models"
+
+
 def hyperparameters_file(text: str) -> Callable[[Path], list[str]]:
     def args(folder: Path) -> list[str]:
         build_dataset(SourceSpec(), FeedbackConfig(), SplitConfig(), data_dir=folder / "data")
@@ -187,6 +201,12 @@ CASES = [
         split_data.main,
         lambda f: ["--input", str(f / "nowhere.csv"), "--data-dir", str(f)],
         "input file not found",
+    ),
+    Case(
+        "Input that is a folder",
+        split_data.main,
+        lambda f: ["--input", str(f), "--data-dir", str(f / "data")],
+        "is a folder; give the ratings file in it",
     ),
     Case(
         "Parquet file that is not Parquet",
@@ -239,6 +259,29 @@ CASES = [
         "no interactions left",
     ),
     Case(
+        "Separator that is empty",
+        split_data.main,
+        lambda f: ["--input", str(ratings(f)), "--sep", "", "--data-dir", str(f)],
+        "--sep '' is no separator",
+    ),
+    Case(
+        "Ids that are lists",
+        split_data.main,
+        lambda f: ["--input", str(list_ids(f)), "--data-dir", str(f)],
+        "user_id must hold plain ids (numbers or strings), not lists or records",
+    ),
+    Case(
+        "Negative ratings as matrix values",
+        split_data.main,
+        lambda f: [
+            "--input",
+            str(write(f / "r.csv", "user_id,item_id,rating\n1,1,1\n1,2,-1\n2,1,5\n")),
+            "--data-dir",
+            str(f),
+        ],
+        "1 rating(s) are zero or negative, and the matrix values are the ratings",
+    ),
+    Case(
         "Download that fails (offline)",
         split_data.main,
         offline,
@@ -284,6 +327,45 @@ CASES = [
         "(or name a shipped one: default, grid)",
     ),
     Case(
+        "Search space with YAML aliases",
+        hyperparameter_tuning.main,
+        lambda f: [
+            "--model",
+            "als",
+            "--search-space",
+            # 300 bytes that expand to 9**7 values when the aliases are followed
+            str(
+                write(
+                    f / "s.yaml",
+                    "parameters:\n  factors:\n    type: categorical\n"
+                    "    choices: &a [1,1,1,1,1,1,1,1,1]\n"
+                    + "".join(
+                        f"  x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+                        for i in range(6)
+                    ),
+                )
+            ),
+        ],
+        "uses YAML aliases (*name); write each value out",
+    ),
+    Case(
+        "Search space that is a folder",
+        hyperparameter_tuning.main,
+        lambda f: ["--model", "als", "--search-space", str(f)],
+        "is a folder; give a YAML file",
+    ),
+    Case(
+        "Search space with true as a count",
+        hyperparameter_tuning.main,
+        lambda f: [
+            "--model",
+            "als",
+            "--search-space",
+            str(write(f / "s.yaml", "parameters:\n  factors: true\n")),
+        ],
+        "parameter 'factors': must be int >= 1, got True",
+    ),
+    Case(
         "Search space that is not YAML",
         hyperparameter_tuning.main,
         lambda f: [
@@ -299,6 +381,12 @@ CASES = [
         hyperparameter_tuning.main,
         lambda f: ["--model", "als", "--k", "0"],
         "0 is not in the range x>=1",
+    ),
+    Case(
+        "K longer than the catalogue",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als", "--k", "100000"),
+        "--k 100000 is longer than the catalogue (",
     ),
     Case(
         "Trials at once that are not a count",
@@ -325,6 +413,34 @@ CASES = [
             f, "--model", "als", "--storage", f"postgresql://tuner:{SECRET}@127.0.0.1:1/optuna"
         ),
         "cannot open Optuna storage postgresql://tuner:***@127.0.0.1:1/optuna",
+    ),
+    Case(
+        "Storage URL with a password that holds a raw @",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(
+            f, "--model", "als", "--storage", f"postgresql://tuner:{SECRET}@x@127.0.0.1/optuna"
+        ),
+        "postgresql://tuner:***@127.0.0.1/optuna: the password holds a raw '@'",
+    ),
+    Case(
+        "Storage URL missing a slash",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als", "--storage", "postgresql:/oops"),
+        "--storage postgresql:/oops is neither a URL (postgresql://...) nor a journal file path",
+    ),
+    Case(
+        "Tracking server that does not answer",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als"),
+        "cannot reach the MLflow tracking server http://tuner:***@127.0.0.1:1 (",
+        env={"MLFLOW_TRACKING_URI": f"http://tuner:{SECRET}@127.0.0.1:1"},
+    ),
+    Case(
+        "Tracking URI of a kind MLflow does not know",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als"),
+        "cannot use MLflow tracking store foo://x: Model registry functionality is unavailable",
+        env={"MLFLOW_TRACKING_URI": "foo://x"},
     ),
     Case(
         "Storage that is the MLflow database",
@@ -371,6 +487,19 @@ CASES = [
         hyperparameters_file('{"als": {"learning_rate": 0.1}}'),
         "learning_rate",
     ),
+    Case(
+        "Tracking server that does not answer, before the fit",
+        model_training.main,
+        hyperparameters_file('{"als": {"factors": 8, "iterations": 500}}'),
+        "cannot reach the MLflow tracking server http://127.0.0.1:1 (",
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"},
+    ),
+    Case(
+        "Model folder that cannot be written",
+        model_training.main,
+        lambda f: [*hyperparameters_file('{"als": {"factors": 8}}')(f)[:-1], str(read_only(f))],
+        "cannot write the model to",
+    ),
     # Evaluation stage
     Case(
         "Model from another dataset or split",
@@ -382,13 +511,19 @@ CASES = [
         "Corrupt model file",
         evaluate_model.main,
         corrupt_model_file(lambda path: b"PK\x03\x04 truncated"),
-        "model.npz",
+        "model.npz is not a saved model: it is not a complete NumPy archive",
+    ),
+    Case(
+        "Model file of random bytes",
+        evaluate_model.main,
+        corrupt_model_file(lambda path: bytes(range(256)) * 2),
+        "model.npz is not a saved model: it is neither a NumPy archive nor free of pickled",
     ),
     Case(
         "Model file with pickled objects",
         evaluate_model.main,
         corrupt_model_file(with_pickled_factors),
-        "model.npz",
+        "model.npz is not a saved model: it is neither a NumPy archive nor free of pickled",
     ),
     Case(
         "Zero or negative K in evaluation",
@@ -408,7 +543,9 @@ def folder(tmp_path, monkeypatch, mlflow_uri):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.row for case in CASES])
-def test_bad_input_gets_one_error_line(case, folder):
+def test_bad_input_gets_one_error_line(case, folder, monkeypatch):
+    for name, value in (case.env or {}).items():
+        monkeypatch.setenv(name, value)
     args = case.args(folder)
     result = CliRunner().invoke(case.script, args)
     assert result.exit_code == 2, result.output

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import pytest
@@ -207,6 +208,13 @@ def test_a_killed_workers_trial_is_failed_and_retried_by_the_next(
             f"USING (trial_id) WHERE a.key = 'failed_trial' AND a.value_json = '{number}'",
         )
         assert len(retries) == 1 and retries[0][1] == "COMPLETE"  # retried once, with success
+        # The retry has its own MLflow run, not the dead trial's.
+        run_ids = (
+            "SELECT value_json FROM trial_user_attributes a JOIN trials t USING (trial_id) "
+            "WHERE t.number = {} AND a.key = 'mlflow_run_id'"
+        )
+        dead_run = query(optuna_db, run_ids.format(number))
+        assert query(optuna_db, run_ids.format(retries[0][0])) not in ([], dead_run)
         # The retry has the same parameters (a trial killed before its sampling had none).
         original = query(optuna_db, params.format(number))
         if original:
@@ -409,3 +417,83 @@ def cut_after_three_trials(db: str, proxy: CuttableProxy, restore_after: float |
     if restore_after is not None:
         time.sleep(restore_after)
         proxy.restore()
+
+
+HARD_PASSWORDS = [
+    # Percent-encoded, with every character that needs it.
+    (
+        "percent-encoded",
+        "postgresql://postgres:{}@127.0.0.1:5432/{{db}}".format(quote("p@ss:w/rd #?&=Zx", safe="")),
+        "p@ss:w/rd #?&=Zx",
+    ),
+    # Raw ':' and '/' after an encoded '@': SQLAlchemy and psycopg accept it.
+    (
+        "raw colon and slash",
+        "postgresql://postgres:p%40ss:w/rd-Q7@127.0.0.1:5432/{db}",
+        "p@ss:w/rd-Q7",
+    ),
+    # A password as a query parameter.
+    ("query", "postgresql://postgres@127.0.0.1:5432/{db}?password=Qz-s3cret-9", "Qz-s3cret-9"),
+]
+
+
+@pytest.mark.parametrize(
+    ("form", "url", "password"), HARD_PASSWORDS, ids=[f for f, *_ in HARD_PASSWORDS]
+)
+def test_no_form_of_a_storage_password_reaches_anything_written(
+    form, url, password, tmp_path, optuna_db, synthetic_dataset
+):
+    (tmp_path / "fast.yaml").write_text(FAST_ALS)
+    storage = url.format(db=optuna_db)
+    process = subprocess.run(
+        [
+            sys.executable, str(SCRIPT), "--no-progress", "--model", "als", "--n-trials", "2",
+            "--search-space", "fast.yaml", "--storage", storage, "--study-name", "secret",
+            "--data-dir", str(synthetic_dataset.path.parent.parent),
+        ],
+        cwd=tmp_path,
+        env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "Best (trial" in process.stdout
+    secrets = {password, quote(password, safe=""), *(p for p in password.split("@") if len(p) >= 4)}
+    for secret in secrets:
+        assert secret not in process.stdout + process.stderr
+        # Every file written: the output, its provenance, the report, MLflow's database
+        # (params, tags) and its artifacts.
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+        # Optuna's attributes, in PostgreSQL.
+        for table in (
+            "study_user_attributes",
+            "study_system_attributes",
+            "trial_user_attributes",
+            "trial_system_attributes",
+        ):
+            assert secret not in json.dumps(query(optuna_db, f"SELECT * FROM {table}"))  # fmt: skip
+
+
+def test_a_raw_at_in_a_storage_password_is_refused_without_quoting_it(tmp_path, synthetic_dataset):
+    process = subprocess.run(
+        [
+            sys.executable, str(SCRIPT), "--model", "als",
+            "--storage", "postgresql://postgres:r@w-s3cret-8@127.0.0.1:5432/test",
+            "--data-dir", str(synthetic_dataset.path.parent.parent),
+        ],
+        cwd=tmp_path,
+        env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        "Error: --storage postgresql://postgres:***@127.0.0.1:5432/test: the password holds "
+        "a raw '@', which the driver would read as the start of the host; write it "
+        "percent-encoded, as %40"
+    ]
+    assert "w-s3cret-8" not in process.stdout + process.stderr

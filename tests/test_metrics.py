@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from implicit.evaluation import ranking_metrics_at_k
 
 from rectune.errors import ConfigError
-from rectune.metrics import Evaluator, evaluate, sample_users, top_k
+from rectune.metrics import Evaluator, check_list_length, evaluate, sample_users, top_k
 from rectune.models import build_model, fit_model
 
 
@@ -239,3 +239,9 @@ def test_sampled_users_are_seeded_have_held_out_items_and_cap_at_all():
     assert sample_users(test, 10, seed=0).tolist() == [0, 2, 3, 5]
     with pytest.raises(ConfigError, match="must be positive"):
         sample_users(test, 0, seed=0)
+
+
+def test_a_list_longer_than_the_catalogue_is_refused():
+    check_list_length(5, 5)
+    with pytest.raises(ConfigError, match=r"--k 6 is longer than the catalogue \(5 items\)"):
+        check_list_length(6, 5)

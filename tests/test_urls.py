@@ -1,8 +1,20 @@
 """Passwords in URLs are redacted wherever they could be printed or logged."""
 
-import pytest
+import string
+from urllib.parse import quote
 
-from rectune.urls import redact_text, redact_url
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rectune import urls
+from rectune.urls import has_raw_at_in_password, protect, redact_text, redact_url
+
+
+@pytest.fixture(autouse=True)
+def forget_passwords(monkeypatch):
+    """Each test starts with no remembered passwords."""
+    monkeypatch.setattr(urls, "_remembered", set())
 
 
 @pytest.mark.parametrize(
@@ -17,6 +29,21 @@ from rectune.urls import redact_text, redact_url
         ("sqlite:///models/optuna.db", "sqlite:///models/optuna.db"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("postgresql://u:secret@h:99999/x", "postgresql://u:***@h:99999/x"),  # bad port
+        # Raw ':' and '/' in the password: SQLAlchemy reads it, urllib does not.
+        (
+            "postgresql://reluser:p%40ss:w/rd@127.0.0.1:5432/db",
+            "postgresql://reluser:***@127.0.0.1:5432/db",
+        ),
+        # A raw '@': all of it goes, not only what SQLAlchemy takes for the password.
+        ("postgresql://u:p@ss@127.0.0.1/db", "postgresql://u:***@127.0.0.1/db"),
+        # Passwords as query parameters, as libpq and SQLAlchemy take them.
+        (
+            "postgresql://u@h/db?sslmode=require&password=hunter22",
+            "postgresql://u@h/db?sslmode=require&password=***",
+        ),
+        ("postgresql://h/db?PASSWORD=x&token=abc", "postgresql://h/db?PASSWORD=***&token=***"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),  # a user, no password
+        ("models/optuna.journal", "models/optuna.journal"),
     ],
 )
 def test_redact_url(url, shown):
@@ -26,8 +53,89 @@ def test_redact_url(url, shown):
 def test_redact_text_scrubs_every_url_in_a_message():
     message = (
         "API request to http://u:secret@127.0.0.1:1/api/2.0/x failed; "
-        "also tried mysql://root:hunter2@db/x"
+        "also tried 'mysql://root:hunter2@db/x'"
     )
     assert redact_text(message) == (
-        "API request to http://u:***@127.0.0.1:1/api/2.0/x failed; also tried mysql://root:***@db/x"
+        "API request to http://u:***@127.0.0.1:1/api/2.0/x failed; "
+        "also tried 'mysql://root:***@db/x'"
     )
+
+
+def test_a_protected_password_is_masked_wherever_a_message_quotes_it():
+    protect("postgresql://u:p%40ss:w/rd@h/db", None)
+    # Drivers quote it decoded, or the piece of a raw '@' they took for the host.
+    assert redact_text('password "p@ss:w/rd" rejected') == 'password "***" rejected'
+    protect("postgresql://u:first@second@h/db")
+    assert redact_text('could not translate host name "second@h"') == (
+        'could not translate host name "***@h"'
+    )
+    assert redact_text("first") == "***"
+
+
+def test_a_raw_at_in_the_password_is_found():
+    assert has_raw_at_in_password("postgresql://u:p@ss@h/db")
+    assert not has_raw_at_in_password("postgresql://u:p%40ss@h/db")
+    assert not has_raw_at_in_password("postgresql://u@h/db?x=a@b")
+    assert not has_raw_at_in_password("models/optuna.journal")
+
+
+# Any printable character; the forms below are how users write such a password.
+PASSWORDS = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+    min_size=urls.MIN_REMEMBERED,
+    max_size=24,
+)
+ASCII_PASSWORDS = st.text(
+    alphabet=string.ascii_letters + string.digits + string.punctuation,
+    min_size=urls.MIN_REMEMBERED,
+    max_size=24,
+)
+
+
+def forms(password: str) -> list[tuple[str, str]]:
+    """URLs holding ``password`` as users write them, each with the password it holds."""
+    encoded = quote(password, safe="")
+    return [
+        (f"postgresql://tuner:{encoded}@127.0.0.1:5432/optuna", password),  # percent-encoded
+        (f"postgresql+psycopg://tuner:{password}@db:5432/optuna?sslmode=require", password),
+        (f"http://tuner:{password}@127.0.0.1:5000", password),
+        (f"postgresql://tuner@127.0.0.1/optuna?sslmode=require&password={encoded}", password),
+        (f"mysql://tuner:{password}@2x@db/x", f"{password}@2x"),  # a raw '@' for certain
+    ]
+
+
+def leaks(password: str, text: str) -> bool:
+    """Whether ``password`` (or its encoding) is in ``text``."""
+    return (
+        any(form in text for form in {password, quote(password, safe="")} if len(form) >= 2)
+        and urls.REDACTED not in password
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=PASSWORDS)
+def test_no_url_form_of_a_password_survives_redact_url(password):
+    for url, secret in forms(password):
+        assert not leaks(secret, redact_url(url)), url
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=ASCII_PASSWORDS, before=st.sampled_from(["at ", "(", "url=", "'", '"']))
+def test_no_url_form_survives_in_a_message_once_protected(password, before):
+    for url, secret in forms(password):
+        urls._remembered.clear()
+        protect(url)
+        message = f"connection to {before}{url} failed: {secret} rejected"
+        assert not leaks(secret, redact_text(message)), message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    password=st.text(
+        alphabet=string.ascii_letters + string.digits + "%:/@?#&=+!$-_.~", min_size=4, max_size=24
+    )
+)
+def test_a_url_in_a_message_is_redacted_without_being_protected_first(password):
+    for url, secret in forms(password):
+        urls._remembered.clear()
+        assert not leaks(secret, redact_text(f"tried {url}; it failed")), url

@@ -46,6 +46,21 @@ def file_lock(path: Path) -> Iterator[None]:
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def writable_folder(folder: str | os.PathLike[str]) -> str | None:
+    """``None`` when files can be created in ``folder`` (made if missing), else why not.
+
+    Stages ask before their work, so that a read-only folder is refused at once rather
+    than after a fit.
+    """
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rectune-probe-"):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

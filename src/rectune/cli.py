@@ -11,7 +11,7 @@ import click
 
 from rectune.config import DATA_DIR, DEFAULT_SEED
 from rectune.errors import RectuneError
-from rectune.urls import redact_text
+from rectune.urls import protect, redact_text
 
 #: click settings shared by every stage script.
 COMMAND_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -43,6 +43,11 @@ class RectuneCommand(click.Command):
             raise InputError(f"{err.format_message()} (see --help)") from err
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Every URL the command was given, so that no message can quote its password.
+        protect(
+            os.environ.get("MLFLOW_TRACKING_URI"),
+            *(value for value in ctx.params.values() if isinstance(value, str) and "://" in value),
+        )
         try:
             return super().invoke(ctx)
         except RectuneError as err:

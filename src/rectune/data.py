@@ -15,7 +15,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from rectune.errors import ConfigError, DataError
+from rectune.errors import ConfigError, DataError, excerpt
 
 Weighting = Literal["auto", "binary", "rating", "count"]
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
@@ -142,6 +142,8 @@ def read_interactions(
         When the file is missing, empty, unreadable or lacks a named column.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"input {path} is a folder; give the ratings file in it")
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
     if path.stat().st_size == 0:
@@ -154,6 +156,8 @@ def read_interactions(
 
 def _read_table(path: Path, sep: str | None) -> pd.DataFrame:
     suffix = path.suffix.lower()
+    if sep is not None and (not sep or (sep.isspace() and sep not in ("\t", " "))):
+        raise DataError(f"--sep {sep!r} is no separator; give one such as ',' or '::'")
     try:
         if sep is None and suffix in _PARQUET_SUFFIXES:
             return pd.read_parquet(path)
@@ -236,6 +240,19 @@ def validate_interactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
                 f"{source}: {int(missing.sum())} row(s) have a missing {column} "
                 f"(first at data row {int(np.flatnonzero(missing)[0]) + 1})"
             )
+        # Parquet list and struct columns arrive as objects; numbers and strings never do
+        # in pandas 3, so large inputs skip the look.
+        nested = (
+            ids.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray))
+            if ids.dtype == object
+            else pd.Series(False, index=ids.index)
+        )
+        if nested.any():
+            row = int(np.flatnonzero(nested)[0])
+            raise DataError(
+                f"{source}: {column} must hold plain ids (numbers or strings), not lists "
+                f"or records (first at data row {row + 1}: {excerpt(ids.iloc[row])})"
+            )
         out[column] = _normalise_ids(ids)
     if Columns.Rating in frame:
         out[Columns.Rating] = _numeric_column(frame[Columns.Rating], Columns.Rating, source)
@@ -314,6 +331,15 @@ def to_implicit_feedback(
         raise DataError(f"{source}: --weighting rating needs a rating column, and there is none")
     if frame.empty:
         raise DataError(_nothing_left(source, config))
+    if config.weighting == "rating" and (frame[Columns.Rating] <= 0).any():
+        # A zero or negative value would be an interaction with no or negative weight.
+        count = int((frame[Columns.Rating] <= 0).sum())
+        raise DataError(
+            f"{source}: {count:,} rating(s) are zero or negative, and the matrix values are "
+            "the ratings (--weighting rating, or auto with a rating column); keep the "
+            "positive ones with --min-rating (e.g. 1), or count every rated pair as one "
+            "interaction with --weighting binary"
+        )
 
     merged = _merge_duplicates(frame)
     stats["duplicate_pairs_merged"] = len(frame) - len(merged)

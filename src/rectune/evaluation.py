@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rectune import __version__
+from rectune._io import writable_folder
 from rectune.baselines import popularity_factors, random_scorer
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
@@ -28,6 +29,7 @@ from rectune.metrics import (
     USER_METRICS,
     Evaluator,
     RankingEvaluation,
+    check_list_length,
     factor_scorer,
     factors_of,
 )
@@ -138,6 +140,7 @@ def score_systems(
     if scored.nnz == 0:
         raise ConfigError(f"the {split} split of {dataset.name!r} is empty; nothing to score")
     k = max(config.ks)
+    check_list_length(k, scored.shape[1], "--k")
     scorers = {
         MODEL: factor_scorer(recommender.user_factors, recommender.item_factors),
         "popular": factor_scorer(*popularity_factors(excluded)),
@@ -219,6 +222,11 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     model_name = metadata["model"]
     dataset = load_dataset(config.dataset or metadata.get("dataset", ""), config.data_dir)
     check_fingerprint(metadata, dataset, source)
+    # The reports' folder and the tracking store are checked before scoring.
+    problem = writable_folder(config.reports_dir)
+    if problem is not None:
+        raise ConfigError(f"cannot write the reports to {config.reports_dir}: {problem}")
+    tracker = Tracker(config.experiment_name, default=default_experiment(model_name))
     split, evaluations = score_systems(recommender, dataset, config)
     metrics, comparisons = summarise(
         evaluations, config.ks, config.n_bootstrap, config.confidence, config.seed
@@ -254,7 +262,6 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
-    tracker = Tracker(config.experiment_name, default=default_experiment(model_name))
     tags = {
         "role": "evaluation",
         "model": model_name,

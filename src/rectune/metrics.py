@@ -202,6 +202,16 @@ class RankingEvaluation:
         return {f"{name}@{self.k}": value for name, value in self.means.items()}
 
 
+def check_list_length(k: int, n_items: int, option: str = "--k") -> None:
+    """Refuse a list length ``k`` longer than the catalogue of ``n_items`` items: every
+    list would hold the whole catalogue, and scoring it costs as much as sorting it."""
+    if k > n_items:
+        raise ConfigError(
+            f"{option} {k} is longer than the catalogue ({n_items:,} items); "
+            f"use at most {n_items:,}"
+        )
+
+
 def users_per_block(n_items: int) -> int:
     """Users scored at once so that a block holds about 4M float32 scores (~16 MB)."""
     return max(1, _BLOCK_CELLS // max(n_items, 1))

@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rectune._io import arrays_to_npz_bytes, write_bytes_atomic
-from rectune.errors import ModelError
+from rectune.errors import ModelError, excerpt
 
 ModelName = Literal["als", "bpr"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
@@ -80,6 +80,9 @@ class Hyperparameter:
         return f"{self.kind.__name__} {'>=' if self.low_inclusive else '>'} {self.low:g}"
 
     def coerce(self, name: str, value: Any) -> Any:
+        if isinstance(value, bool | np.bool_) and self.kind is not bool:
+            # YAML's and JSON's true is no count or weight, though Python calls it 1.
+            raise ModelError(f"hyperparameter {name!r} must be {self.describe()}, got {value!r}")
         if self.kind is str:
             if isinstance(value, str) and value in self.choices:
                 return value
@@ -101,7 +104,7 @@ class Hyperparameter:
             value = float(value)
             if np.isfinite(value) and self._in_range(value):
                 return value
-        raise ModelError(f"hyperparameter {name!r} must be {self.describe()}, got {value!r}")
+        raise ModelError(f"hyperparameter {name!r} must be {self.describe()}, got {excerpt(value)}")
 
     def _in_range(self, value: float) -> bool:
         if self.low is None:
@@ -385,6 +388,19 @@ def save_model(model: Any, path: str | Path) -> Path:
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
+def _unreadable(path: Path, err: Exception) -> ModelError:
+    """Why ``path`` is no saved model, in rectune's words: numpy's own advice for a file
+    that is not an archive is to load it unsafely, which rectune never does."""
+    text = str(err)
+    if "allow_pickle" in text or "pickled" in text:
+        reason = "it is neither a NumPy archive nor free of pickled objects (never loaded)"
+    elif isinstance(err, zipfile.BadZipFile):
+        reason = "it is not a complete NumPy archive (cut short or overwritten?)"
+    else:
+        reason = text.splitlines()[0] if text else type(err).__name__
+    return ModelError(f"{path} is not a saved model: {reason}")
+
+
 def _saved_model_name(path: Path) -> ModelName:
     """The ``model_name`` entry of a file written by :func:`save_model`."""
     if not path.is_file():
@@ -393,7 +409,7 @@ def _saved_model_name(path: Path) -> ModelName:
         with np.load(path, allow_pickle=False) as stored:
             name = str(stored["model_name"]) if "model_name" in stored else None
     except _UNREADABLE as err:
-        raise ModelError(f"{path} is not a saved model: {err}") from err
+        raise _unreadable(path, err) from err
     if name not in MODEL_NAMES:
         raise ModelError(f"{path} is not a rectune-saved ALS or BPR model")
     return name  # type: ignore[return-value]
@@ -417,7 +433,7 @@ def load_model(path: str | Path) -> Any:
     try:
         model = cls.load(str(path))
     except _UNREADABLE as err:
-        raise ModelError(f"{path} is not a saved model: {err}") from err
+        raise _unreadable(path, err) from err
     if hasattr(model, "model_name"):
         del model.model_name
     return model
@@ -435,4 +451,4 @@ def load_factors(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as stored:
             return np.asarray(stored["user_factors"]), np.asarray(stored["item_factors"])
     except _UNREADABLE as err:
-        raise ModelError(f"{path} is not a saved model: {err}") from err
+        raise _unreadable(path, err) from err

@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 import yaml
 
-from rectune.errors import ConfigError, ModelError
+from rectune.errors import EXCERPT_CHARS, ConfigError, ModelError, excerpt
 from rectune.models import HYPERPARAMETERS, check_model_name
 
 _KINDS = ("categorical", "int", "float", "fixed")
@@ -133,6 +133,8 @@ def _within(distribution: optuna.distributions.BaseDistribution, value: Any) -> 
 
 
 #: Search spaces shipped with rectune, by the name ``--search-space`` takes:
+#: The largest search space file read.
+MAX_SPACE_BYTES = 1 << 20
 #: ``default`` (``MODEL.yaml``) and ``grid``, the seed plan's grid (``MODEL-grid.yaml``).
 SHIPPED_SPACES = {"default": "{model}.yaml", "grid": "{model}-grid.yaml"}
 
@@ -167,13 +169,25 @@ def load_search_space(model: str, path: str | Path | None = None) -> SearchSpace
     check_model_name(model)
     path = space_path(model, path)
     source = str(path)
+    if path.is_dir():
+        raise ConfigError(f"search space {path} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(
             f"search space file not found: {path} (or name a shipped one: "
             f"{', '.join(SHIPPED_SPACES)})"
         )
+    if path.stat().st_size > MAX_SPACE_BYTES:
+        raise ConfigError(
+            f"search space {source} is {path.stat().st_size:,} bytes; a search space is a "
+            f"few lines (at most {MAX_SPACE_BYTES:,} bytes)"
+        )
     text = path.read_text()
     try:
+        # Aliases first: a few hundred bytes of nested ones expand to gigabytes.
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, yaml.SafeLoader)):
+            raise ConfigError(
+                f"search space {source} uses YAML aliases (*name); write each value out"
+            )
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(
@@ -188,7 +202,9 @@ def parse_search_space(
     """Build a :class:`SearchSpace` from a parsed YAML document."""
 
     def fail(reason: str, name: str | None = None) -> ConfigError:
-        where = f"search space {source}" + (f": parameter {name!r}" if name else "")
+        where = f"search space {source}" + (f": parameter {excerpt(name)}" if name else "")
+        if len(reason) > 4 * EXCERPT_CHARS:  # a reason quoting a long value
+            reason = f"{reason[: 4 * EXCERPT_CHARS]}... (cut)"
         return ConfigError(f"{where}: {reason}")
 
     if not isinstance(document, dict) or not isinstance(document.get("parameters"), dict):
@@ -200,7 +216,7 @@ def parse_search_space(
             "expected 'model' and 'parameters'"
         )
     if document.get("model", model) != model:
-        raise fail(f"written for model {document['model']!r}, but tuning {model!r}")
+        raise fail(f"written for model {excerpt(document['model'])}, but tuning {model!r}")
     if not document["parameters"]:
         raise fail("'parameters' is empty")
     spec = HYPERPARAMETERS[model]
@@ -224,7 +240,7 @@ def parse_search_space(
             continue
         kind = entry.get("type")
         if kind not in _KINDS:
-            raise fail(f"unknown type {kind!r}; use one of {', '.join(_KINDS)}", name)
+            raise fail(f"unknown type {excerpt(kind)}; use one of {', '.join(_KINDS)}", name)
         allowed = {
             "categorical": {"type", "choices"},
             "fixed": {"type", "value"},
@@ -268,7 +284,7 @@ def _range_distribution(kind, entry, valid, fail, name, check):
         raise fail(f"low ({low}) must be less than high ({high})", name)
     log = entry.get("log", False)
     if not isinstance(log, bool):
-        raise fail(f"'log' must be true or false, got {log!r}", name)
+        raise fail(f"'log' must be true or false, got {excerpt(log)}", name)
     step = entry.get("step")
     if log and step is not None:
         raise fail("'log' and 'step' cannot be combined", name)
@@ -280,7 +296,7 @@ def _range_distribution(kind, entry, valid, fail, name, check):
         or step <= 0
         or not math.isfinite(step)
     ):
-        raise fail(f"'step' must be a positive number, got {step!r}", name)
+        raise fail(f"'step' must be a positive number, got {excerpt(step)}", name)
     if kind == "int":
         if step is not None and not float(step).is_integer():
             raise fail(f"an int 'step' must be a whole number, got {step}", name)

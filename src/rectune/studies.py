@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 import warnings
@@ -50,7 +51,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rectune import __version__
 from rectune._io import file_lock
 from rectune.errors import ConfigError, RectuneError
-from rectune.urls import redact_text, redact_url
+from rectune.urls import has_raw_at_in_password, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +141,12 @@ class StaleTrialHandler:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         for hook in self.on_stale:
             hook(trial)
-        if HEARTBEAT_ATTR in trial.system_attrs:
-            # The retry copies the system attributes; a dead worker's last heartbeat
-            # would make the retry look stale the moment it starts.
-            trial = copy.copy(trial)
-            trial.system_attrs = {
-                k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR
-            }
+        # The retry copies the attributes. The user attributes are the dead trial's own
+        # (its MLflow run id, its metrics so far, the fit it was shared from), and its
+        # worker's last heartbeat would make the retry look stale the moment it starts.
+        trial = copy.copy(trial)
+        trial.user_attrs = {}
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
         self._retry(study, trial)
 
 
@@ -378,7 +378,19 @@ def make_storage(
         has any password redacted), or the path is not a journal file.
     """
     if not is_url(url):
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.\-]+):/", url)
+        if scheme:  # a mistyped URL, not a file name to create
+            raise ConfigError(
+                f"--storage {redact_url(url)} is neither a URL ({scheme[1]}://...) nor a "
+                "journal file path; write the URL in full, e.g. "
+                "postgresql://user@host:5432/optuna"
+            )
         return _open_journal(Path(url), heartbeat, on_stale)
+    if has_raw_at_in_password(url):
+        raise ConfigError(
+            f"--storage {redact_url(url)}: the password holds a raw '@', which the driver "
+            "would read as the start of the host; write it percent-encoded, as %40"
+        )
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

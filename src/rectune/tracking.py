@@ -24,6 +24,9 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -167,6 +170,41 @@ def _stringify(value: Any) -> str:
     return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
 
 
+#: Seconds to wait for a tracking server's first answer; MLflow's own retries take
+#: minutes to give up on one that is not there.
+REACH_TIMEOUT = 10.0
+
+
+def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
+    """Refuse an ``http(s)://`` tracking server that does not answer in ``timeout``
+    seconds (any HTTP answer will do: it is there); other stores are left to MLflow."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    # Without the credentials: urllib reads none from the URL, and /health needs none.
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass  # a bad port: the request below fails and says so
+    health = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
+    try:
+        urllib.request.urlopen(health, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise ConfigError(
+            f"cannot reach the MLflow tracking server {redact_url(uri)} "
+            f"({redact_text(str(reason))}); start it, or unset MLFLOW_TRACKING_URI to "
+            "track to the local mlflow.db"
+        ) from err
+
+
 class Tracker:
     """Logs runs of one MLflow experiment by explicit run id (thread-safe).
 
@@ -183,12 +221,19 @@ class Tracker:
         # With a tracking server MLflow prints a "View run" link whenever a run ends;
         # the scripts print one summary instead.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        self.client = MlflowClient()
         #: Writes queued by :meth:`write_behind`, and the errors of those that failed.
         self._writes: _WriteQueue | None = None
         self.write_errors: list[str] = []
         self.uri = tracking_uri()
         self.pipeline_run = None
+        check_reachable(self.uri)
+        try:
+            self.client = MlflowClient()
+        except Exception as err:  # an unknown scheme, a malformed URI
+            raise ConfigError(
+                f"cannot use MLflow tracking store {redact_url(self.uri)}: "
+                f"{redact_text(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)}"
+            ) from err
         try:
             pipeline_id = pipeline_run_id()
             if pipeline_id is not None:

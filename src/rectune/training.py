@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from rectune import __version__
+from rectune._io import writable_folder
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError
 from rectune.metrics import Evaluator
@@ -203,6 +204,11 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         raise ConfigError(
             f"the {score_split} split of {config.dataset!r} is empty; nothing to score"
         )
+    # The model folder and the tracking store are checked before the fit, not after.
+    problem = writable_folder(config.models_dir)
+    if problem is not None:
+        raise ConfigError(f"cannot write the model to {config.models_dir}: {problem}")
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
 
     runs: list[dict[str, float]] = []
     kept = None
@@ -226,7 +232,6 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         else None
     )
 
-    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
     tags = {
         "role": "training",
         "model": config.model,

@@ -59,7 +59,7 @@ from rectune.checkpoints import (
 )
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
-from rectune.metrics import USER_METRICS, Evaluator, sample_users
+from rectune.metrics import USER_METRICS, Evaluator, check_list_length, sample_users
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     HYPERPARAMETERS,
@@ -995,6 +995,9 @@ def run_tuning(
     resolve_device(config.device)  # refuse cuda without a GPU before any run is made
     config = dataclasses.replace(config, n_jobs=parallel_trials(config, space))
     dataset = load_or_make_dataset(config)
+    for objective in config.resolved_objectives:
+        if objective.k is not None:
+            check_list_length(objective.k, dataset.train.shape[1], "--k")
     if dataset.validation.nnz == 0 and config.cv_folds == 1:
         raise DataError(
             f"dataset {config.dataset!r} has an empty validation split; "
