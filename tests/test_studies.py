@@ -1,5 +1,8 @@
 """Heartbeats from the moment a trial runs, and trials that never beat going stale."""
 
+import os
+import time
+
 import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -95,3 +98,57 @@ def test_a_journal_trial_that_never_beat_fails_after_the_grace_period(journal, m
     assert states[live._trial_id] == "RUNNING"
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
     assert [t.state.name for t in retry] == ["WAITING"]  # queued once more
+
+
+def _journal_with_trials(path, n=3):
+    storage = studies.make_storage(str(path), heartbeat=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    for i in range(n):
+        study.enqueue_trial({"x": float(i)})
+        study.optimize(lambda t: t.suggest_float("x", 0, 9), n_trials=1)
+    return [t.value for t in study.trials]
+
+
+def _values(path):
+    storage = studies.make_storage(str(path), heartbeat=1)
+    return [t.value for t in optuna.load_study(study_name="s", storage=storage).trials]
+
+
+def test_a_torn_last_journal_record_is_cut_and_the_study_goes_on(tmp_path, caplog):
+    path = tmp_path / "optuna.journal"
+    values = _journal_with_trials(path)
+    with open(path, "ab") as handle:
+        handle.write(b'{"op_code":5,"worker_id":"dead-1","trial_id":2,"ke')  # killed here
+    assert _values(path) == values
+    assert "cut a torn last record (50 bytes)" in caplog.text
+    assert path.read_bytes().endswith(b"}\n")
+    # Appends go on from a whole line: a later process reads every record.
+    storage = studies.make_storage(str(path), heartbeat=1)
+    optuna.load_study(study_name="s", storage=storage).optimize(lambda t: 7.0, n_trials=1)
+    assert _values(path) == [*values, 7.0]
+
+
+def test_a_record_appended_to_a_torn_one_is_mended(tmp_path, caplog):
+    path = tmp_path / "optuna.journal"
+    values = _journal_with_trials(path)
+    lines = path.read_bytes().split(b"\n")
+    # A torn record, and a later process's whole record appended to it on the same line.
+    lines[-2] = b'{"op_code":5,"worker_id":"dead-1","tr' + lines[-2]
+    path.write_bytes(b"\n".join(lines))
+    assert _values(path) == values
+    assert "mended 1 record(s)" in caplog.text
+
+
+def test_a_lock_left_by_a_killed_process_is_removed_at_once(tmp_path, caplog):
+    path = tmp_path / "optuna.journal"
+    values = _journal_with_trials(path, n=1)
+    lock = tmp_path / "optuna.journal.lock"
+    lock.symlink_to(path)
+    old = time.time() - 60
+    os.utime(lock, (old, old), follow_symlinks=False)
+    started = time.monotonic()
+    storage = studies.make_storage(str(path), heartbeat=1)
+    optuna.load_study(study_name="s", storage=storage).optimize(lambda t: 1.0, n_trials=1)
+    assert time.monotonic() - started < 5  # Optuna alone waits 30 s for it
+    assert "removed the lock" in caplog.text and "by a killed process" in caplog.text
+    assert _values(path) == [*values, 1.0]

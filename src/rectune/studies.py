@@ -25,6 +25,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -45,11 +46,12 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
+from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
-from rectune._io import file_lock
+from rectune._io import file_lock, write_bytes_atomic
 from rectune.errors import ConfigError, RectuneError
 from rectune.urls import has_raw_at_in_password, redact_text, redact_url
 
@@ -331,8 +333,75 @@ def _check_journal_line(path: Path, line: bytes) -> None:
         )
 
 
+#: A journal's lock this old was left by a killed process: an append holds it for
+#: milliseconds. (Optuna breaks it after 30 s of waiting, silently.)
+STALE_LOCK_SECONDS = 10.0
+_RECORD_START = b'{"op_code"'
+
+
+def mend_journal(path: Path) -> list[str]:
+    """Mend what a process killed while writing to journal ``path`` leaves behind, and
+    return what was done (also logged as warnings).
+
+    * A lock file older than :data:`STALE_LOCK_SECONDS` is removed.
+    * A torn last record (no line end: the process died mid-append) is cut off. Left
+      there, the next append would run on from it and make a line that Optuna cannot
+      read, and the journal would be broken for good.
+    * A line that is such a torn record with a whole one appended to it keeps only
+      the whole record.
+    """
+    done = []
+    lock = Path(f"{path}{LOCK_FILE_SUFFIX}")
+    with contextlib.suppress(FileNotFoundError):
+        age = time.time() - os.lstat(lock).st_mtime
+        if age > STALE_LOCK_SECONDS:
+            lock.unlink(missing_ok=True)
+            done.append(f"removed the lock {lock}, left {age:.0f} s ago by a killed process")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    if data and (not data.endswith(b"\n") or data.count(_RECORD_START) > data.count(b"\n")):
+        journal_lock = JournalFileSymlinkLock(str(path))
+        journal_lock.acquire()
+        try:
+            data = path.read_bytes()  # as it is now, under the lock
+            lines = data.split(b"\n")
+            torn = lines.pop()  # after the last line end: empty, or a torn record
+            mended = [_whole_record(line) for line in lines]
+            if torn or mended != lines:
+                write_bytes_atomic(path, b"".join(line + b"\n" for line in mended))
+                if torn:
+                    done.append(
+                        f"cut a torn last record ({len(torn)} bytes) from {path}; a process "
+                        "was killed while writing it"
+                    )
+                if mended != lines:
+                    count = sum(a != b for a, b in zip(mended, lines, strict=True))
+                    done.append(f"mended {count} record(s) of {path} run on from torn ones")
+        finally:
+            journal_lock.release()
+    for line in done:
+        log.warning(line)
+    return done
+
+
+def _whole_record(line: bytes) -> bytes:
+    """``line``, or its last whole JSON record where a torn one runs into it."""
+    with contextlib.suppress(ValueError):
+        json.loads(line)
+        return line
+    start = line.rfind(_RECORD_START)
+    if start > 0:
+        with contextlib.suppress(ValueError):
+            json.loads(line[start:])
+            return line[start:]
+    return line  # left for Optuna to refuse, with its own message
+
+
 def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None) -> JournalFile:
-    """A journal file (made if missing), or a ConfigError naming what is wrong with it."""
+    """A journal file (made if missing, mended if a killed process left it torn; see
+    :func:`mend_journal`), or a ConfigError naming what is wrong with it."""
     try:
         with open(path, "rb") as handle:
             first = handle.readline(1 << 16)  # enough for one journal line
@@ -347,6 +416,7 @@ def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None
         )
     if first:
         _check_journal_line(path, first)
+        mend_journal(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalFile(

@@ -230,9 +230,9 @@ class Tracker:
         try:
             self.client = MlflowClient()
         except Exception as err:  # an unknown scheme, a malformed URI
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(
-                f"cannot use MLflow tracking store {redact_url(self.uri)}: "
-                f"{redact_text(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)}"
+                f"cannot use MLflow tracking store {redact_url(self.uri)}: {redact_text(reason)}"
             ) from err
         try:
             pipeline_id = pipeline_run_id()
