@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,8 +40,12 @@ def test_default_run_writes_every_file(run_split, tmp_path):
     users = pd.read_csv(out / "user_ids.csv")
     assert users.columns.tolist() == ["user_index", "user_id"]
     assert users["user_id"].tolist() == list(range(1, 61))
-    # No staging or backup folders are left behind.
-    assert [p.name for p in (tmp_path / "data" / "processed").iterdir()] == ["synthetic"]
+    # The folder is a link to its one version (swapped in one step); nothing else is left.
+    processed = tmp_path / "data" / "processed"
+    assert out.is_symlink() and (processed / os.readlink(out)).is_dir()
+    assert sorted(p.name for p in processed.iterdir()) == sorted(
+        ["synthetic", "synthetic.lock", os.readlink(out)]
+    )
 
 
 def test_manifest_records_source_options_counts_and_fingerprints(run_split, tmp_path):
@@ -313,7 +318,10 @@ def test_failed_run_leaves_the_earlier_dataset_intact(run_split, tmp_path):
     bad = write(tmp_path, "bad.csv", GOOD_CSV + "9,9,oops,9\n")
     one_line_error(run_split("--input", bad, "--dataset-name", "mine"))
     assert files_of(out) == before
-    assert [p.name for p in out.parent.iterdir()] == ["mine"]
+    # Still the one version it was; the failed run left none of its own.
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        ["mine", "mine.lock", os.readlink(out)]
+    )
 
 
 def test_an_empty_validation_split_is_warned_about(run_split, tmp_path):

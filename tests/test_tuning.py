@@ -1230,3 +1230,26 @@ def test_a_pruned_combination_is_completed_by_a_longer_fit():
     known = [trial(states.COMPLETE, 5), trial(states.RUNNING, 2)]
     assert sharing.pending_iterations(known, params, (2, 5, 9), None) == []
     assert sharing.pending_iterations(pruned, params, (2, 5, 9), 1) == [5]
+
+
+def test_provenance_is_used_only_with_the_parameters_it_was_written_for(tmp_path, monkeypatch):
+    output = tmp_path / "best.json"
+    tuning.write_best_hyperparameters(output, "als", {"factors": 8}, {"study_name": "a"})
+    assert tuning.matching_provenance(output, "als")["study_name"] == "a"
+    # Killed after the provenance of a second study and before its parameters.
+    real = tuning.write_json_atomic
+
+    def killed_at_the_second_write(path, payload):
+        if path == output:
+            raise KeyboardInterrupt
+        real(path, payload)
+
+    monkeypatch.setattr(tuning, "write_json_atomic", killed_at_the_second_write)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.write_best_hyperparameters(output, "als", {"factors": 16}, {"study_name": "b"})
+    monkeypatch.undo()
+    assert json.loads(output.read_text()) == {"als": {"factors": 8}}
+    assert tuning.matching_provenance(output, "als") == {}  # b's, not for factors 8
+    # Entries of earlier releases name no parameters and are taken as they are.
+    provenance_path(output).write_text(json.dumps({"als": {"study_name": "old"}}))
+    assert tuning.matching_provenance(output, "als") == {"study_name": "old"}

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -168,29 +169,69 @@ def write_csr_atomic(target: str | os.PathLike[str], matrix: sp.csr_matrix) -> N
     write_bytes_atomic(target, csr_to_npz_bytes(matrix))
 
 
+_VERSION_SUFFIX = ".v"
+
+
 @contextlib.contextmanager
 def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty staging folder that replaces ``target`` when the body succeeds.
+    """Yield an empty folder that replaces ``target``, in one step, when the body succeeds.
 
-    The caller writes every output file into the staging folder; only once all of them
-    are written does the folder take ``target``'s place. On failure the staging folder
-    is removed and an existing ``target`` is left exactly as it was.
+    ``target`` is a symbolic link to a version folder beside it (``.NAME.<id>.v``).
+    The body writes a new version; one atomic rename of a new link over ``target`` then
+    turns readers from the old version to the new, so a process killed at any moment
+    leaves ``target`` whole, old or new (two renames of folders left a moment with
+    neither). On failure the new version is removed and ``target`` is left as it was.
+    Versions no link points to (the one replaced, those of killed writers) are removed
+    after, under a lock on ``target``, so that two writers do not remove each other's.
+    A ``target`` that is a plain folder (from an earlier rectune) becomes a version first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent)
+    with file_lock(target):
+        relink_staged(target)
+        version = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_VERSION_SUFFIX, dir=target.parent)
+        )
+        version.chmod(0o777 & ~_UMASK)
+        try:
+            yield version
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        if target.is_dir() and not target.is_symlink():
+            os.replace(target, _new_version_name(target))  # a kill here: see relink_staged
+        link = target.with_name(f".{target.name}.{os.getpid()}.link")
+        link.unlink(missing_ok=True)
+        os.symlink(version.name, link)
+        os.replace(link, target)
+        for old in _versions(target):
+            if old != version:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def relink_staged(target: str | os.PathLike[str]) -> Path:
+    """``target``; if a process was killed while turning a plain folder into a version
+    (the one moment :func:`staged_directory` leaves no ``target``), link it again."""
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        versions = sorted(_versions(target), key=lambda p: p.stat().st_mtime)
+        if versions:
+            with contextlib.suppress(FileExistsError):
+                os.symlink(versions[-1].name, target)
+    return target
+
+
+def _versions(target: Path) -> list[Path]:
+    return [
+        p
+        for p in target.parent.glob(f".{glob_escape(target.name)}.*{_VERSION_SUFFIX}")
+        if p.is_dir() and not p.is_symlink()
+    ]
+
+
+def _new_version_name(target: Path) -> Path:
+    made = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_VERSION_SUFFIX, dir=target.parent)
     )
-    staging.chmod(0o777 & ~_UMASK)
-    try:
-        yield staging
-        backup = None
-        if target.exists():
-            backup = target.with_name(f".{target.name}.{staging.name}.old")
-            os.replace(target, backup)
-        os.replace(staging, target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    made.rmdir()
+    return made

@@ -24,7 +24,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rectune import __version__
-from rectune._io import csr_fingerprint, staged_directory, write_csr_atomic, write_json_atomic
+from rectune._io import (
+    csr_fingerprint,
+    relink_staged,
+    staged_directory,
+    write_csr_atomic,
+    write_json_atomic,
+)
 from rectune.config import DATA_DIR, processed_dir
 from rectune.errors import DataError, DatasetNotFoundError
 from rectune.splits import SPLIT_NAMES
@@ -164,7 +170,7 @@ def load_dataset(name_or_path: str | Path, data_dir: Path = DATA_DIR) -> SplitDa
     DataError
         When its files are incomplete or do not match the manifest.
     """
-    path = dataset_path(name_or_path, data_dir)
+    path = relink_staged(dataset_path(name_or_path, data_dir))
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():
         raise DatasetNotFoundError(

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rectune._io import staged_directory, write_csr_atomic, write_json_atomic
+from rectune._io import relink_staged, staged_directory, write_csr_atomic, write_json_atomic
 from rectune.errors import ModelError
 from rectune.metrics import factor_scorer, rank_items, users_per_block
 from rectune.models import load_factors, save_model
@@ -86,7 +86,7 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     ModelError
         When the folder holds no saved model or its metadata is not readable JSON.
     """
-    model_dir = Path(model_dir)
+    model_dir = relink_staged(model_dir)
     metadata_file = model_dir / METADATA_FILE
     if not metadata_file.is_file():
         raise ModelError(

@@ -9,7 +9,6 @@ run, both as plain files and as a pyfunc model that recommends by user id.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from rectune.processed import MODE_SPLITS, load_dataset
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment
-from rectune.tuning import provenance_path, read_best_hyperparameters
+from rectune.tuning import matching_provenance, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
 #: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).
@@ -80,11 +79,7 @@ def tuning_provenance(model: str, source: Path | None) -> dict[str, Any]:
     """The provenance the tuning stage recorded beside ``source`` for ``model``, if any."""
     if source is None:
         return {}
-    try:
-        entry = json.loads(provenance_path(Path(source)).read_text()).get(model)
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return entry if isinstance(entry, dict) else {}
+    return matching_provenance(Path(source), model)
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

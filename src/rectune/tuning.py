@@ -914,20 +914,48 @@ def write_best_hyperparameters(
     """Replace ``model``'s entry in the output file, keeping every other model's entry.
 
     The read-modify-write runs under a file lock and each file is replaced atomically,
-    so two tuning processes finishing together both keep their entries.
+    so two tuning processes finishing together both keep their entries. The provenance
+    is written first and names the parameters it is for (``params``): a process killed
+    between the two writes leaves provenance that readers see does not match (see
+    :func:`matching_provenance`), never parameters credited to another study.
     """
     output = Path(output)
     with file_lock(output):
         document = read_best_hyperparameters(output)
-        document[model] = params
-        write_json_atomic(output, document)
         prov_file = provenance_path(output)
         try:
             prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
         except (OSError, json.JSONDecodeError):
             prov = {}
-        prov[model] = provenance
+        prov[model] = {**provenance, "params": params}
         write_json_atomic(prov_file, prov)
+        document[model] = params
+        write_json_atomic(output, document)
+
+
+def matching_provenance(output: Path, model: str) -> dict[str, Any]:
+    """``model``'s provenance beside ``output``, if it is for the parameters there.
+
+    Empty when there is none, or when it names other parameters: a tuning process was
+    killed after writing the provenance and before the parameters. (Entries of earlier
+    releases name none, and are taken as they are.)
+    """
+    try:
+        entry = json.loads(provenance_path(Path(output)).read_text()).get(model)
+        params = read_best_hyperparameters(Path(output)).get(model)
+    except (OSError, ValueError, AttributeError, DataError, ConfigError):
+        return {}
+    if not isinstance(entry, dict):
+        return {}
+    if "params" in entry and entry["params"] != params:
+        log.warning(
+            "%s: the provenance of %s is for other parameters (a tuning run was stopped "
+            "while writing); it is not used",
+            provenance_path(Path(output)),
+            model,
+        )
+        return {}
+    return entry
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
