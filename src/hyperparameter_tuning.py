@@ -40,6 +40,7 @@ from rectune.tuning import (
     TUNING_METRICS,
     TuningConfig,
     parse_objectives,
+    repair_study,
     run_tuning,
 )
 
@@ -222,6 +223,13 @@ class JobCount(click.ParamType):
     help="Enqueue the current best parameters from --output and the defaults as the first trials.",
 )
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="Run no trial: end the MLflow runs that killed workers left RUNNING (with the "
+    "results Optuna recorded) and orphan runs, for the study that the other options name; "
+    "every worker also does this when it joins and when it finishes.",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=MODELS_DIR / "best_hyperparameters.json",
@@ -258,6 +266,7 @@ def main(
     count_shared: bool,
     eval_users: int | None,
     warm_start: bool,
+    repair: bool,
     output: Path,
     experiment_name: str | None,
     progress: bool,
@@ -310,6 +319,10 @@ def main(
         eval_users=eval_users,
         show_progress=progress,
     )
+    if repair:
+        for line in repair_study(config):
+            click.echo(line)
+        return
     with lines_above_bars([logger, logging.getLogger("optuna")], enabled=progress):
         result = run_tuning(config)
 

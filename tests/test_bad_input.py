@@ -389,6 +389,12 @@ CASES = [
         "--k 100000 is longer than the catalogue (",
     ),
     Case(
+        "Repair of a study that does not exist",
+        hyperparameter_tuning.main,
+        lambda f: tune_args(f, "--model", "als", "--repair", "--study-name", "nope"),
+        "no study 'nope' in",
+    ),
+    Case(
         "Trials at once that are not a count",
         hyperparameter_tuning.main,
         lambda f: ["--model", "als", "--n-jobs", "0"],

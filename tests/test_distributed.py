@@ -6,6 +6,7 @@ its own Optuna database (the tracking server's database is the module's own); al
 dropped afterwards. Without PostgreSQL these tests fail; they never skip.
 """
 
+import contextlib
 import json
 import multiprocessing
 import re
@@ -497,3 +498,46 @@ def test_a_raw_at_in_a_storage_password_is_refused_without_quoting_it(tmp_path, 
         "percent-encoded, as %40"
     ]
     assert "w-s3cret-8" not in process.stdout + process.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_two_workers_started_at_once_on_a_fresh_mlflow_store_both_finish(
+    store, tmp_path, synthetic_dataset
+):
+    (tmp_path / "fast.yaml").write_text(FAST_ALS)
+    with contextlib.ExitStack() as stack:
+        if store == "sqlite":
+            uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+        else:
+            uri = database_url(stack.enter_context(fresh_database("mlflow")))
+        barrier = tmp_path / "go"
+        # Each waits for the same file, so that both open the store in the same moment.
+        starter = (
+            "import os, runpy, sys, time\n"
+            "import rectune.tracking, rectune.tuning\n"  # the slow imports before the start
+            f"while not os.path.exists({str(barrier)!r}): time.sleep(0.001)\n"
+            f"sys.argv = [{str(SCRIPT)!r}] + sys.argv[1:]\n"
+            f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+        )
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable, "-c", starter, "--no-progress", "--model", "als",
+                    "--n-trials", "1", "--search-space", "fast.yaml",
+                    "--data-dir", str(synthetic_dataset.path.parent.parent),
+                    "--output", str(tmp_path / f"w{i}" / "best.json"),
+                ],
+                cwd=tmp_path,
+                env=clean_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(SCRIPT.parents[0])),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for i in range(2)
+        ]  # fmt: skip
+        time.sleep(3)  # both are running and wait
+        barrier.touch()
+        for process in processes:
+            finish(process)
+        experiments = MlflowClient(tracking_uri=uri).search_experiments()
+        assert [e.name for e in experiments if e.name.startswith("rectune")] == ["rectune-als"]

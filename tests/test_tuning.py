@@ -1253,3 +1253,73 @@ def test_provenance_is_used_only_with_the_parameters_it_was_written_for(tmp_path
     # Entries of earlier releases name no parameters and are taken as they are.
     provenance_path(output).write_text(json.dumps({"als": {"study_name": "old"}}))
     assert tuning.matching_provenance(output, "als") == {"study_name": "old"}
+
+
+def test_runs_a_killed_worker_left_running_are_ended_from_the_study(tune):
+    first = tune(n_trials=3, study_name="mend")
+    client = MlflowClient()
+    runs = children(first)
+    # Killed with its last writes queued: the trial is COMPLETE, its run still RUNNING.
+    client.update_run(runs[1].info.run_id, "RUNNING")
+    # Killed between making a run and recording it: a run no trial names.
+    orphan = client.create_run(
+        runs[0].info.experiment_id,
+        tags={"mlflow.parentRunId": first.parent_run_id, "trial_number": "2"},
+    ).info.run_id
+    again = tune(n_trials=3, study_name="mend")
+    assert again.parent_run_id == first.parent_run_id
+    assert any("trial(s) 1, left RUNNING by a killed worker" in n for n in again.notes)
+    assert any(
+        "1 MLflow run(s) made for trial(s) 2 that no trial recorded" in n for n in again.notes
+    )
+    mended = client.get_run(runs[1].info.run_id)
+    assert mended.info.status == "FINISHED" and mended.data.tags["repaired"] == "true"
+    assert mended.data.metrics["precision_at_10"] == pytest.approx(first.study.trials[1].value)
+    ended = client.get_run(orphan)
+    assert ended.info.status == "KILLED" and ended.data.tags["state"] == "ORPHAN"
+    assert {r.info.status for r in children(again)} == {"FINISHED", "KILLED"}
+
+
+def test_a_parent_run_left_unrecorded_is_adopted_not_made_again(tune):
+    first = tune(n_trials=2, study_name="adopt")
+    # Killed after making the parent and before recording it in the study.
+    first.study.set_user_attr(tuning.PARENT_RUNS_ATTR, {})
+    again = tune(n_trials=3, study_name="adopt")
+    assert again.parent_run_id == first.parent_run_id
+    client = MlflowClient()
+    experiment = client.get_run(first.parent_run_id).info.experiment_id
+    parents = client.search_runs(
+        [experiment], "tags.role = 'tuning-parent' and tags.study_name = 'adopt'"
+    )
+    assert len(parents) == 1
+    # A study made again under the same name (a fresh storage) gets a parent of its own.
+    first.study.set_user_attr(tuning.STUDY_UID_ATTR, "another-study")
+    first.study.set_user_attr(tuning.PARENT_RUNS_ATTR, {})
+    other = tune(n_trials=3, study_name="adopt")
+    assert other.parent_run_id != first.parent_run_id
+
+
+def test_repair_alone_mends_runs_and_runs_no_trial(tune, tmp_path):
+    first = tune(n_trials=2, study_name="alone")
+    client = MlflowClient()
+    run = children(first)[0].info.run_id
+    client.update_run(run, "RUNNING")
+    client.update_run(first.parent_run_id, "RUNNING")
+    args = [
+        "--model", "als", "--repair", "--study-name", "alone",
+        "--search-space", str(tmp_path / "als.yaml"),
+        "--output", str(tmp_path / "models" / "best_hyperparameters.json"),
+        "--experiment-name", f"test-{tmp_path.name}",
+    ]  # fmt: skip
+    result = CliRunner().invoke(hyperparameter_tuning.main, args)
+    assert result.exit_code == 0, result.output
+    assert "ended the MLflow run(s) of trial(s) 0" in result.output
+    assert f"ended the parent run {first.parent_run_id}" in result.output
+    assert client.get_run(run).info.status == "FINISHED"
+    assert len(first.study.trials) == 2
+    again = CliRunner().invoke(hyperparameter_tuning.main, args)
+    assert "MLflow agrees with Optuna; nothing to repair" in again.output
+    missing = CliRunner().invoke(
+        hyperparameter_tuning.main, [*args[:3], "--study-name", "nope", *args[5:]]
+    )
+    assert missing.exit_code == 2 and "no study 'nope' in" in missing.output

@@ -43,6 +43,52 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _lock_key(name: str) -> int:
+    """A signed 64-bit key for an advisory lock named ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def database_lock(engine: Any, url: str, name: str) -> Iterator[None]:
+    """Hold a lock named ``name`` across every process using the database of ``engine``
+    (a SQLAlchemy engine for ``url``).
+
+    PostgreSQL: a session advisory lock; MySQL: ``GET_LOCK``; a SQLite file: an
+    exclusive ``flock`` on a file beside it (its processes share one machine).
+    """
+    import sqlalchemy
+
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            with file_lock(Path(database)):
+                yield
+        else:
+            yield  # an in-memory database lives in this process only
+        return
+    if dialect not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    with engine.connect() as connection:
+        if dialect == "postgresql":
+            key = _lock_key(name)
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key}
+        else:
+            lock_name = f"rectune-{_lock_key(name):x}"[:64]
+            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), {"name": lock_name})
+            release = sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name}
+        try:
+            yield
+        finally:
+            # Closing the connection would release it too; say so explicitly.
+            with contextlib.suppress(
+                sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError
+            ):
+                connection.execute(*release)
+
+
 # A fixed timestamp for zip members: the earliest a zip file can record.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -51,7 +50,7 @@ from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
-from rectune._io import file_lock, write_bytes_atomic
+from rectune._io import database_lock, file_lock, write_bytes_atomic
 from rectune.errors import ConfigError, RectuneError
 from rectune.urls import has_raw_at_in_password, redact_text, redact_url
 
@@ -535,11 +534,6 @@ def open_study(
     return study
 
 
-def _lock_key(name: str) -> int:
-    """A signed 64-bit key for an advisory lock named ``name``."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
 @contextlib.contextmanager
 def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
     """Hold a lock named ``name`` across every process using ``storage``.
@@ -553,30 +547,8 @@ def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
             yield
         return
     assert isinstance(storage, optuna.storages.RDBStorage)
-    dialect = storage.engine.dialect.name
-    path = sqlite_path(storage.url)
-    if dialect == "sqlite" and path is not None:
-        with file_lock(path):
-            yield
-        return
-    if dialect not in ("postgresql", "mysql", "mariadb"):
-        yield  # an in-memory SQLite database lives in this process only
-        return
-    with storage.engine.connect() as connection:
-        if dialect == "postgresql":
-            key = _lock_key(name)
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key}
-        else:
-            lock_name = f"rectune-{_lock_key(name):x}"[:64]
-            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), {"name": lock_name})
-            release = sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name}
-        try:
-            yield
-        finally:
-            # Closing the connection would release it too; say so explicitly.
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                connection.execute(*release)
+    with database_lock(storage.engine, storage.url, name):
+        yield
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from rectune._io import database_lock
 from rectune.config import PROJECT_ROOT
 from rectune.errors import ConfigError
 from rectune.urls import redact_text, redact_url
@@ -205,6 +207,45 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
         ) from err
 
 
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def initialize_store(uri: str) -> None:
+    """Create a fresh database store's tables once, under a lock held in the database.
+
+    MLflow creates them when a client first opens the store, with no lock: two
+    processes opening a fresh store together both run its migrations, and one fails
+    (``table alembic_version already exists`` on SQLite, ``Online migration expected to
+    match one row`` on PostgreSQL), as two workers started at once on a new machine do.
+    """
+    if urllib.parse.urlsplit(uri).scheme.split("+")[0] not in _DATABASE_SCHEMES:
+        return
+    import sqlalchemy
+    from mlflow.store.db.utils import _all_tables_exist, _initialize_tables
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        if _all_tables_exist(engine):
+            return
+        with database_lock(engine, uri, "rectune/mlflow-store"):
+            if not _all_tables_exist(engine):  # another process may have made them
+                with _quiet_mlflow():
+                    _initialize_tables(engine)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class FoundRun:
+    """A run :meth:`Tracker.find_runs` found: its id, status and tags."""
+
+    run_id: str
+    status: str
+    tags: dict[str, str]
+
+
 class Tracker:
     """Logs runs of one MLflow experiment by explicit run id (thread-safe).
 
@@ -228,6 +269,7 @@ class Tracker:
         self.pipeline_run = None
         check_reachable(self.uri)
         try:
+            initialize_store(self.uri)
             self.client = MlflowClient()
         except Exception as err:  # an unknown scheme, a malformed URI
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -413,6 +455,27 @@ class Tracker:
             write()
         else:
             self._writes.put(write)
+
+    def find_runs(self, **tags: Any) -> list[FoundRun]:
+        """Live runs of this experiment carrying every tag of ``tags`` (values as
+        strings), newest first."""
+        conditions = " and ".join(
+            f"tags.`{name}` = '{str(value).replace(chr(39), chr(39) * 2)}'"
+            for name, value in tags.items()
+        )
+        found, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=conditions,
+                max_results=1000,
+                order_by=["attributes.start_time DESC"],
+                page_token=token,
+            )
+            found += [FoundRun(r.info.run_id, r.info.status, dict(r.data.tags)) for r in page]
+            token = page.token
+            if not token:
+                return found
 
     def run_in_experiment(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""

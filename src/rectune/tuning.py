@@ -36,6 +36,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,7 +82,16 @@ from rectune.studies import (
     StudyProgress,
     same_database,
 )
-from rectune.tracking import PendingRun, RunRef, Tracker, default_experiment, tracking_uri
+from rectune.tracking import (
+    PARENT_TAG,
+    PIPELINE_TAG,
+    PendingRun,
+    RunRef,
+    RunStatus,
+    Tracker,
+    default_experiment,
+    tracking_uri,
+)
 from rectune.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -93,6 +103,8 @@ OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
 FIT_SECONDS = "fit_seconds"
 #: Study user attribute mapping a tracking store (and experiment) to the parent run.
 PARENT_RUNS_ATTR = "mlflow_parent_runs"
+#: Study user attribute (and tag of its parent runs) naming the study uniquely.
+STUDY_UID_ATTR = "rectune_study_uid"
 #: The default Optuna storage, beside ``--output``; earlier versions kept a SQLite file.
 DEFAULT_JOURNAL = "optuna.journal"
 LEGACY_DATABASE = "optuna.db"
@@ -1054,6 +1066,7 @@ def run_tuning(
         notes.append("pruning is off: Optuna does not prune multi-objective studies")
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
     parent_id, worker = _join_study(study, storage, config, tracker, space, dataset)
+    notes.extend(_reconcile_noted(study, tracker, parent_id))
     if worker:
         # Workers after the first sample from their own seed, so they do not all try
         # the same parameters; the first worker of a study keeps --seed's sequence.
@@ -1078,6 +1091,8 @@ def run_tuning(
             # Keep what finished: write the best so far and the report, then stop.
             interrupted = True
             notes.append("interrupted: the trials finished so far are kept and reported")
+        # What workers killed while this one ran left behind (this one's writes are done).
+        notes.extend(_reconcile_noted(study, tracker, parent_id))
         if tracker.write_errors:
             notes.append(
                 f"{len(tracker.write_errors)} MLflow write(s) failed (the Optuna study has "
@@ -1134,9 +1149,22 @@ def _join_study(
         attrs = study.user_attrs  # one read of the storage, under the lock
         worker = int(attrs.get("workers_joined", 0))
         study.set_user_attr("workers_joined", worker + 1)
+        # Names this study, not another of the same name (one made again in a fresh
+        # storage, say): its parent run carries it, so that one left unrecorded is found.
+        uid = attrs.get(STUDY_UID_ATTR)
+        if uid is None:
+            uid = uuid.uuid4().hex
+            study.set_user_attr(STUDY_UID_ATTR, uid)
         parents = dict(attrs.get(PARENT_RUNS_ATTR, {}))
         parent_id = parents.get(key)
-        if parent_id and tracker.run_in_experiment(parent_id):
+        if not (parent_id and tracker.run_in_experiment(parent_id)):
+            # A worker killed after making the parent and before recording it left one:
+            # adopt it, rather than make a second parent for the study.
+            parent_id = _unrecorded_parent(tracker, uid, pipeline)
+            if parent_id is not None:
+                parents[key] = parent_id
+                study.set_user_attr(PARENT_RUNS_ATTR, parents)
+        if parent_id:
             tracker.reopen_run(parent_id)
             return parent_id, worker
         tags = {
@@ -1151,6 +1179,7 @@ def _join_study(
             "objectives": ",".join(o.name for o in config.resolved_objectives),
             "search_space": space.source,
             "role": "tuning-parent",
+            STUDY_UID_ATTR: uid,
         }
         parent_id = tracker.start_stage_run(study.study_name, tags=tags)
         tracker.log(
@@ -1175,6 +1204,129 @@ def _join_study(
         parents[key] = parent_id
         study.set_user_attr(PARENT_RUNS_ATTR, parents)
     return parent_id, worker
+
+
+def _unrecorded_parent(tracker: Tracker, uid: str, pipeline: str) -> str | None:
+    """The newest parent run of the study ``uid`` in the tracker's experiment (and the
+    ``mlflow run`` pipeline run ``pipeline``, or none), if there is one."""
+    for run in tracker.find_runs(role="tuning-parent", **{STUDY_UID_ATTR: uid}):
+        if run.tags.get(PIPELINE_TAG, "") == pipeline:
+            return run.run_id
+    return None
+
+
+def reconcile_runs(study: optuna.Study, tracker: Tracker, parent_id: str) -> list[str]:
+    """Make the study's MLflow runs under ``parent_id`` agree with its Optuna trials.
+
+    A worker killed at the wrong moment leaves MLflow behind Optuna: a trial Optuna has
+    recorded whose run is still RUNNING, its last writes lost with the worker (they
+    were queued), or a run made for a trial whose id never reached the trial. Runs of
+    finished trials are ended here, with the result, parameters and state Optuna
+    recorded; runs no trial names are ended as orphans. Runs of running trials are left
+    to their workers (or to the heartbeats, when those workers are dead). Returns one
+    line per kind of repair made.
+    """
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    repaired, orphans = [], []
+    for run in tracker.find_runs(**{PARENT_TAG: parent_id}):
+        number = run.tags.get("trial_number", "")
+        trial = trials.get(int(number)) if number.isdigit() else None
+        if run.status != "RUNNING" or trial is None or not trial.state.is_finished():
+            continue
+        if trial.user_attrs.get("mlflow_run_id") == run.run_id:
+            _finish_run_from_trial(tracker, run.run_id, trial)
+            repaired.append(trial.number)
+        else:
+            tracker.set_tags(
+                run.run_id,
+                {
+                    "state": "ORPHAN",
+                    "error": "its worker was killed before recording it with its trial; "
+                    f"trial {trial.number}'s own run, if any, has its result",
+                },
+            )
+            tracker.end_run(run.run_id, "KILLED")
+            orphans.append(trial.number)
+    lines = []
+    if repaired:
+        lines.append(
+            f"ended the MLflow run(s) of trial(s) {_numbers(repaired)}, left RUNNING by a "
+            "killed worker, with the results Optuna recorded"
+        )
+    if orphans:
+        lines.append(
+            f"ended {len(orphans)} MLflow run(s) made for trial(s) {_numbers(orphans)} that "
+            "no trial recorded (their worker was killed as it made them)"
+        )
+    return lines
+
+
+def _reconcile_noted(study: optuna.Study, tracker: Tracker, parent_id: str) -> list[str]:
+    """:func:`reconcile_runs`, whose failure (MLflow down) is a note, not the end."""
+    try:
+        return reconcile_runs(study, tracker, parent_id)
+    except Exception as err:
+        return [f"could not check the MLflow runs against the study: {studies.first_line(err)}"]
+
+
+def repair_study(config: TuningConfig) -> list[str]:
+    """Only reconcile (``hyperparameter_tuning.py --repair``): make the MLflow runs of
+    an existing study agree with its trials, and end its parent run when no trial is
+    running; run no trial. Returns what was done, one line each."""
+    storage = _make_storage(config, StaleTrialHandler())
+    name = config.resolved_study_name
+    if name not in {s.study_name for s in storage.get_all_studies()}:
+        raise ConfigError(
+            f"no study {name!r} in {redact_url(config.resolved_storage)} to repair "
+            "(give --study-name and --storage as the study was run with)"
+        )
+    study = optuna.load_study(study_name=name, storage=storage)
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
+    pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
+    key = f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
+    parent_id = study.user_attrs.get(PARENT_RUNS_ATTR, {}).get(key)
+    uid = study.user_attrs.get(STUDY_UID_ATTR)
+    if parent_id is None and uid is not None:
+        parent_id = _unrecorded_parent(tracker, uid, pipeline)
+    if parent_id is None:
+        return [
+            f"study {name!r} has no MLflow parent run in experiment {tracker.experiment_name!r}"
+        ]
+    done = reconcile_runs(study, tracker, parent_id)
+    live = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+    if not study.get_trials(deepcopy=False, states=live):
+        for run in tracker.find_runs(role="tuning-parent", study_name=name):
+            if run.run_id == parent_id and run.status == "RUNNING":
+                tracker.end_run(parent_id, "FINISHED")
+                done.append(f"ended the parent run {parent_id}, left RUNNING by a killed worker")
+    return done or [f"study {name!r}: MLflow agrees with Optuna; nothing to repair"]
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(map(str, sorted(set(numbers))))
+
+
+def _finish_run_from_trial(tracker: Tracker, run_id: str, trial: optuna.trial.FrozenTrial) -> None:
+    state = trial.state.name
+    params = trial.user_attrs.get("params", trial.params)
+    tags: dict[str, Any] = {"state": state, "trial_number": trial.number, "repaired": "true"}
+    metrics = {}
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        params = delivered_params(trial.user_attrs, params)
+        metrics = dict(trial.user_attrs.get("metrics", {}))
+    elif trial.state == optuna.trial.TrialState.PRUNED:
+        tags["pruned"] = "true"
+    else:
+        tags["error"] = trial.user_attrs.get("error", "its worker was killed")
+    tracker.log(run_id, params=params, metrics=metrics, tags=tags)
+    status: RunStatus = (
+        "FAILED"
+        if state == "FAIL" and tags["error"] != studies.INTERRUPTED
+        else "KILLED"
+        if state == "FAIL"
+        else "FINISHED"
+    )
+    tracker.end_run(run_id, status)
 
 
 #: Seconds between looks at a study whose last trials other workers are running.
