@@ -25,7 +25,8 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 
 from mlflow_helpers import clean_env, mlflow_server
 from pg_helpers import CuttableProxy, database_url, fresh_database, query
-from rectune import studies, tuning
+from rectune import failpoints, studies, tuning
+from rectune.tracking import PARENT_TAG
 from rectune.tuning import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
 
 SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
@@ -76,7 +77,9 @@ def workers(tmp_path, tracking_server, synthetic_dataset):
     data_dir = synthetic_dataset.path.parent.parent
     experiment = f"distributed-{tmp_path.name}"
 
-    def start(*args: str, output: str = "models/best_hyperparameters.json") -> subprocess.Popen:
+    def start(
+        *args: str, output: str = "models/best_hyperparameters.json", **env: str
+    ) -> subprocess.Popen:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -93,7 +96,7 @@ def workers(tmp_path, tracking_server, synthetic_dataset):
                 *args,
             ],
             cwd=tmp_path,
-            env=clean_env(MLFLOW_TRACKING_URI=tracking_server),
+            env=clean_env(MLFLOW_TRACKING_URI=tracking_server, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -541,3 +544,65 @@ def test_two_workers_started_at_once_on_a_fresh_mlflow_store_both_finish(
             finish(process)
         experiments = MlflowClient(tracking_uri=uri).search_experiments()
         assert [e.name for e in experiments if e.name.startswith("rectune")] == ["rectune-als"]
+
+
+TUNING_POINTS = [p for p in failpoints.POINTS if p != "before_link"]  # split and training
+
+
+@pytest.mark.parametrize("point", TUNING_POINTS)
+def test_a_worker_killed_at_any_point_leaves_optuna_and_mlflow_in_agreement(
+    point, workers, optuna_db, tracking_server, tmp_path
+):
+    args = (
+        "--model", "als", "--n-trials", "5", "--heartbeat", "1", "--search-space", "fast.yaml",
+        "--storage", database_url(optuna_db), "--study-name", "crash",
+    )  # fmt: skip
+    doomed = workers(*args, RECTUNE_FAILPOINT=f"{point}:1")
+    output = doomed.communicate(timeout=180)[0]
+    assert doomed.returncode == -signal.SIGKILL, output  # it did reach the point
+    for process in [workers(*args), workers(*args)]:
+        finish(process)
+
+    states = trial_states(optuna_db)
+    assert set(states.values()) <= {"COMPLETE", "PRUNED", "FAIL"}
+    assert sum(state == "COMPLETE" for state in states.values()) >= 5
+    surplus = {
+        n for (n,) in query(
+            optuna_db,
+            "SELECT t.number FROM trials t JOIN trial_user_attributes a USING (trial_id) "
+            "WHERE a.key = 'surplus'",
+        )
+    }  # fmt: skip
+    runs = runs_of(tracking_server, workers.experiment)
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
+    parents = [r for r in runs if r.data.tags.get("role") == "tuning-parent"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parents[0].info.run_id]
+    assert len(children) == len(runs) - 1
+    by_trial: dict[int, list] = {}
+    for run in children:
+        by_trial.setdefault(int(run.data.tags["trial_number"]), []).append(run)
+    agrees = {"COMPLETE": {"FINISHED"}, "PRUNED": {"FINISHED"}, "FAIL": {"FAILED", "KILLED"}}
+    for number, state in states.items():
+        found = by_trial.get(number, [])
+        if number in surplus:
+            assert found == []  # made as the study filled up, and never run
+        else:
+            assert len(found) == 1, (number, state, [r.info.status for r in found])
+            assert found[0].info.status in agrees[state], (number, state)
+    best = [r for r in children if r.data.tags.get("best_trial") == "true"]
+    assert len(best) == 1
+    complete = query(
+        optuna_db,
+        "SELECT t.number FROM trials t WHERE t.state = 'COMPLETE'",
+    )
+    params = (
+        "SELECT param_name, param_value FROM trial_params p JOIN trials t USING (trial_id) "
+        "WHERE t.number = {} ORDER BY param_name"
+    )
+    combos = [tuple(query(optuna_db, params.format(n))) for (n,) in complete]
+    assert len(combos) == len(set(combos))  # no combination completed twice
+    written = tmp_path / "models" / "best_hyperparameters.json"
+    provenance = tuning.matching_provenance(written, "als")
+    assert provenance and provenance["params"] == read_best_hyperparameters(written)["als"]
+    assert str(provenance["trial_number"]) == best[0].data.tags["trial_number"]

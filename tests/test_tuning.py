@@ -1276,7 +1276,7 @@ def test_runs_a_killed_worker_left_running_are_ended_from_the_study(tune):
     assert mended.info.status == "FINISHED" and mended.data.tags["repaired"] == "true"
     assert mended.data.metrics["precision_at_10"] == pytest.approx(first.study.trials[1].value)
     ended = client.get_run(orphan)
-    assert ended.info.status == "KILLED" and ended.data.tags["state"] == "ORPHAN"
+    assert ended.info.status == "KILLED" and ended.data.tags["orphan"] == "true"
     assert {r.info.status for r in children(again)} == {"FINISHED", "KILLED"}
 
 

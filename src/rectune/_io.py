@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from rectune.failpoints import failpoint
+
 
 def lock_path(path: Path) -> Path:
     """The lock file that guards ``path``: ``path.lock`` beside it."""
@@ -133,6 +135,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; finished files follow the umask
     try:
         yield tmp
+        failpoint("before_rename")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -249,6 +252,7 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         link = target.with_name(f".{target.name}.{os.getpid()}.link")
         link.unlink(missing_ok=True)
         os.symlink(version.name, link)
+        failpoint("before_link")
         os.replace(link, target)
         for old in _versions(target):
             if old != version:

@@ -46,6 +46,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from rectune._io import database_lock
 from rectune.config import PROJECT_ROOT
 from rectune.errors import ConfigError
+from rectune.failpoints import failpoint
 from rectune.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -350,8 +351,10 @@ class Tracker:
             run_id = None
             try:
                 run_id = self.start_run(run_name, parent_id=parent_id, tags=tags)
+                failpoint("trial_run_created")
                 if then is not None:
                     then(run_id)
+                    failpoint("trial_run_recorded")
             finally:
                 pending.settle(run_id)
 
@@ -403,7 +406,11 @@ class Tracker:
         self.client.log_text(run_id, text, artifact_file)
 
     def end_run(self, run_id: RunRef, status: RunStatus = "FINISHED") -> None:
-        self._write(self.client.set_terminated, run_id, status=status)
+        def end(run: str, status: RunStatus) -> None:
+            self.client.set_terminated(run, status=status)
+            failpoint("run_ended")
+
+        self._write(end, run_id, status=status)
 
     @contextlib.contextmanager
     def write_behind(self) -> Iterator[None]:

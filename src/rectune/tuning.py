@@ -60,6 +60,7 @@ from rectune.checkpoints import (
 )
 from rectune.config import DATA_DIR, MODELS_DIR
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
+from rectune.failpoints import failpoint
 from rectune.metrics import USER_METRICS, Evaluator, check_list_length, sample_users
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
@@ -470,6 +471,7 @@ class TrialRunner:
             trial.study.stop()
             raise SurplusTrial(f"the study already has {target} trials")
         self.ran.append(trial.number)
+        failpoint("trial_started")
         params = self.space.suggest(trial)
         # The run is made behind the fit; its id joins the trial's attributes as soon
         # as it exists (a killed worker's run is found and ended through it).
@@ -481,8 +483,11 @@ class TrialRunner:
         try:
             previous = find_completed(trials, params, exclude=trial.number)
             if previous is not None:
-                return self._reuse(trial, previous, run_id, params)
-            return self._train(trial, params, run_id, trials)
+                value = self._reuse(trial, previous, run_id, params)
+            else:
+                value = self._train(trial, params, run_id, trials)
+            failpoint("objective_returned")
+            return value
         except optuna.TrialPruned:
             self.tracker.end_run(run_id, "FINISHED")  # _train logged its result
             raise
@@ -524,10 +529,8 @@ class TrialRunner:
     def end_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
         """End the MLflow run of a trial whose worker stopped sending heartbeats."""
         self.stale.append(trial.number)
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not run_id:
-            return
         try:
+            run_id = trial.user_attrs.get("mlflow_run_id") or self._run_of_unrecorded(trial)
             self.tracker.set_tags(
                 run_id,
                 {
@@ -539,6 +542,25 @@ class TrialRunner:
             self.tracker.end_run(run_id, "KILLED")
         except Exception as err:  # the trial is failed in Optuna either way
             log.warning("could not end the MLflow run of stale trial %d: %s", trial.number, err)
+
+    def _run_of_unrecorded(self, trial: optuna.trial.FrozenTrial) -> str:
+        """The run of a trial whose worker died before recording its run id: the one
+        made for it (found by its number), else one made now, so that every trial of
+        the study has its run."""
+        found = self.tracker.find_runs(**{PARENT_TAG: self.parent_id, "trial_number": trial.number})
+        if found:
+            return found[0].run_id
+        run_id = self.tracker.start_run(
+            f"trial-{trial.number}",
+            parent_id=self.parent_id,
+            tags={
+                "trial_number": trial.number,
+                "study": self.config.resolved_study_name,
+                "model": self.config.model,
+            },
+        )
+        self.tracker.log(run_id, params=trial.params)
+        return run_id
 
     def _reuse(
         self,
@@ -941,6 +963,7 @@ def write_best_hyperparameters(
             prov = {}
         prov[model] = {**provenance, "params": params}
         write_json_atomic(prov_file, prov)
+        failpoint("provenance_written")
         document[model] = params
         write_json_atomic(output, document)
 
@@ -1182,6 +1205,7 @@ def _join_study(
             STUDY_UID_ATTR: uid,
         }
         parent_id = tracker.start_stage_run(study.study_name, tags=tags)
+        failpoint("parent_run_created")
         tracker.log(
             parent_id,
             params={
@@ -1203,6 +1227,7 @@ def _join_study(
         tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
         parents[key] = parent_id
         study.set_user_attr(PARENT_RUNS_ATTR, parents)
+        failpoint("parent_run_recorded")
     return parent_id, worker
 
 
@@ -1237,12 +1262,15 @@ def reconcile_runs(study: optuna.Study, tracker: Tracker, parent_id: str) -> lis
             _finish_run_from_trial(tracker, run.run_id, trial)
             repaired.append(trial.number)
         else:
+            # Made for the trial, whose worker was killed before recording its id: the
+            # trial failed for lack of heartbeats, and this is its run.
+            recorded = trial.user_attrs.get("mlflow_run_id")
             tracker.set_tags(
                 run.run_id,
                 {
-                    "state": "ORPHAN",
-                    "error": "its worker was killed before recording it with its trial; "
-                    f"trial {trial.number}'s own run, if any, has its result",
+                    "state": "ORPHAN" if recorded else trial.state.name,
+                    "orphan": "true",
+                    "error": "its worker was killed before recording this run with its trial",
                 },
             )
             tracker.end_run(run.run_id, "KILLED")
@@ -1351,6 +1379,7 @@ def _after_each_trial(
     is left to the workers running it."""
 
     def callback(study: optuna.Study, _trial: Any) -> None:
+        failpoint("result_recorded")
         progress = _show_progress(study, bar, count_shared)
         if target is not None and progress.finished + progress.running >= target:
             study.stop()
