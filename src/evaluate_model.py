@@ -153,6 +153,11 @@ def main(
                 "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             )
     click.echo("\nReports: " + ", ".join(str(path) for path in result.report_paths))
+    if result.ended_dead_runs:
+        click.echo(
+            f"  note: ended {len(result.ended_dead_runs)} run(s) left RUNNING by a killed "
+            "process of this machine"
+        )
     click.echo(
         f"MLflow run {result.run_id} in experiment {result.experiment_name} "
         f"({redact_url(result.tracking_uri)})"

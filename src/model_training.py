@@ -172,6 +172,11 @@ def main(
         spread = f" ± {result.metrics_std[name]:.4f}" if result.metrics_std else ""
         click.echo(f"  {name:<14} {value:.4f}{spread}")
     click.echo(f"Saved to {result.model_dir}")
+    if result.ended_dead_runs:
+        click.echo(
+            f"  note: ended {len(result.ended_dead_runs)} run(s) left RUNNING by a killed "
+            "process of this machine"
+        )
     click.echo(
         f"MLflow run {result.run_id} in experiment {result.experiment_name} "
         f"({redact_url(result.tracking_uri)})"

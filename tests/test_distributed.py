@@ -423,6 +423,18 @@ def cut_after_three_trials(db: str, proxy: CuttableProxy, restore_after: float |
         proxy.restore()
 
 
+def tune_in(folder: Path, dataset, *args: str) -> subprocess.CompletedProcess:
+    """Run the tuning script once in ``folder``, tracking to a SQLite store there."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--data-dir", str(dataset.path.parent.parent)],
+        cwd=folder,
+        env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 HARD_PASSWORDS = [
     # Percent-encoded, with every character that needs it.
     (
@@ -449,17 +461,9 @@ def test_no_form_of_a_storage_password_reaches_anything_written(
 ):
     (tmp_path / "fast.yaml").write_text(FAST_ALS)
     storage = url.format(db=optuna_db)
-    process = subprocess.run(
-        [
-            sys.executable, str(SCRIPT), "--no-progress", "--model", "als", "--n-trials", "2",
-            "--search-space", "fast.yaml", "--storage", storage, "--study-name", "secret",
-            "--data-dir", str(synthetic_dataset.path.parent.parent),
-        ],
-        cwd=tmp_path,
-        env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    process = tune_in(
+        tmp_path, synthetic_dataset, "--no-progress", "--model", "als", "--n-trials", "2",
+        "--search-space", "fast.yaml", "--storage", storage, "--study-name", "secret",
     )  # fmt: skip
     assert process.returncode == 0, process.stdout + process.stderr
     assert "Best (trial" in process.stdout
@@ -482,17 +486,9 @@ def test_no_form_of_a_storage_password_reaches_anything_written(
 
 
 def test_a_raw_at_in_a_storage_password_is_refused_without_quoting_it(tmp_path, synthetic_dataset):
-    process = subprocess.run(
-        [
-            sys.executable, str(SCRIPT), "--model", "als",
-            "--storage", "postgresql://postgres:r@w-s3cret-8@127.0.0.1:5432/test",
-            "--data-dir", str(synthetic_dataset.path.parent.parent),
-        ],
-        cwd=tmp_path,
-        env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    process = tune_in(
+        tmp_path, synthetic_dataset, "--model", "als",
+        "--storage", "postgresql://postgres:r@w-s3cret-8@127.0.0.1:5432/test",
     )  # fmt: skip
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [

@@ -1,10 +1,12 @@
 """The MLflow tracker's writes behind the caller."""
 
+import subprocess
+import sys
 import threading
 
 from mlflow.tracking import MlflowClient
 
-from rectune.tracking import Tracker
+from rectune.tracking import PID_TAG, Tracker
 
 
 def test_runs_made_behind_get_their_writes_in_order(mlflow_uri):
@@ -55,3 +57,21 @@ def test_a_run_that_cannot_be_made_costs_one_warning_not_the_caller(mlflow_uri, 
         tracker.end_run(pending, "FINISHED")
         assert pending.wait() is None
     assert tracker.write_errors == ["RuntimeError: store is read-only"]
+
+
+def test_a_stage_run_left_running_by_a_killed_process_is_ended_by_the_next(mlflow_uri):
+    tracker = Tracker("dead-runs")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    left = tracker.start_stage_run("train-als-final", tags={"role": "training"})
+    tracker.set_tags(left, {PID_TAG: dead.pid})
+    live = tracker.start_stage_run("train-als-final", tags={"role": "training"})  # this one
+    other = tracker.start_stage_run("evaluate-als", tags={"role": "evaluation"})
+    tracker.set_tags(other, {PID_TAG: dead.pid})
+    assert tracker.end_dead_runs("training") == [left]
+    client = MlflowClient()
+    assert client.get_run(left).info.status == "KILLED"
+    assert client.get_run(left).data.tags["error"] == "its process was killed before it ended"
+    assert client.get_run(live).info.status == "RUNNING"
+    assert client.get_run(other).info.status == "RUNNING"  # another stage's: not asked
+    assert tracker.end_dead_runs("training") == []

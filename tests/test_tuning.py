@@ -1323,3 +1323,28 @@ def test_repair_alone_mends_runs_and_runs_no_trial(tune, tmp_path):
         hyperparameter_tuning.main, [*args[:3], "--study-name", "nope", *args[5:]]
     )
     assert missing.exit_code == 2 and "no study 'nope' in" in missing.output
+
+
+def test_a_shared_trial_failed_by_another_worker_leaves_its_fit_complete(tune, tmp_path):
+    journal = tmp_path / "models" / "optuna.journal"
+
+    def fit(model, train, callback=None):
+        def failing_the_shared_one(done):
+            callback(done)
+            if done == 8:  # the 4-iteration trial is recorded and running by now
+                other = JournalStorage(JournalFileBackend(str(journal)))  # another worker
+                study_id = other.get_study_id_from_name("stale-shared")
+                for t in other.get_all_trials(study_id, deepcopy=False):
+                    if t.state.name == "RUNNING" and sharing.SHARED_FIT_OF in t.user_attrs:
+                        other.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+        return fit_model(model, train, callback=failing_the_shared_one if callback else None)
+
+    result = tune(
+        n_trials=1, sampler="grid", fit=fit, study_name="stale-shared", count_shared=False
+    )
+    states = {t.number: t.state.name for t in result.study.trials}
+    assert states == {0: "COMPLETE", 1: "FAIL"}
+    runs = {int(r.data.tags["trial_number"]): r for r in children(result)}
+    assert runs[0].info.status == "FINISHED"
+    assert runs[1].info.status == "KILLED" and runs[1].data.tags["state"] == "FAIL"

@@ -13,7 +13,7 @@ interval.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,8 @@ class EvaluationResult:
     run_id: str
     experiment_name: str
     tracking_uri: str
+    #: Evaluation runs a killed process of this machine had left RUNNING, ended now.
+    ended_dead_runs: list[str] = field(default_factory=list)
 
 
 def load_recommender(config: EvaluationConfig) -> tuple[Recommender, str]:
@@ -227,6 +229,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     if problem is not None:
         raise ConfigError(f"cannot write the reports to {config.reports_dir}: {problem}")
     tracker = Tracker(config.experiment_name, default=default_experiment(model_name))
+    ended_dead_runs = tracker.end_dead_runs("evaluation")
     split, evaluations = score_systems(recommender, dataset, config)
     metrics, comparisons = summarise(
         evaluations, config.ks, config.n_bootstrap, config.confidence, config.seed
@@ -301,6 +304,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         run_id=run_id,
         experiment_name=tracker.experiment_name,
         tracking_uri=tracker.uri,
+        ended_dead_runs=ended_dead_runs,
     )
 
 

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -59,6 +60,9 @@ PIPELINE_RUN_ENV = "MLFLOW_RUN_ID"
 PIPELINE_TAG = "rectune.pipeline_run_id"
 #: The pyfunc model's name inside a training run (its artifact folder).
 PYFUNC_NAME = "recommender"
+#: Tags of a stage run naming the machine and process it ran in.
+HOST_TAG = "rectune.host"
+PID_TAG = "rectune.pid"
 #: MLflow keeps param values up to this length.
 _MAX_PARAM_LENGTH = 6000
 
@@ -98,6 +102,16 @@ def source_tags() -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def pipeline_run_id() -> str | None:
@@ -313,7 +327,13 @@ class Tracker:
         in the same experiment (the UI nests within one experiment); it is tagged with
         the pipeline run's id either way.
         """
-        tags = {**(tags or {}), **source_tags()}
+        # Where it runs: a run this machine's killed process left RUNNING is found by it.
+        tags = {
+            **(tags or {}),
+            **source_tags(),
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: os.getpid(),
+        }
         parent_id = None
         if self.pipeline_run is not None:
             tags[PIPELINE_TAG] = self.pipeline_run.info.run_id
@@ -483,6 +503,20 @@ class Tracker:
             token = page.token
             if not token:
                 return found
+
+    def end_dead_runs(self, role: str) -> list[str]:
+        """End the stage runs of ``role`` that a killed process of this machine left
+        RUNNING (its pid is gone); return their ids. Runs of live processes, and of
+        other machines, are left be."""
+        ended = []
+        for run in self.find_runs(role=role, **{HOST_TAG: socket.gethostname()}):
+            pid = run.tags.get(PID_TAG, "")
+            if run.status != "RUNNING" or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.set_tags(run.run_id, {"error": "its process was killed before it ended"})
+            self.end_run(run.run_id, "KILLED")
+            ended.append(run.run_id)
+        return ended
 
     def run_in_experiment(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""

@@ -159,6 +159,8 @@ class TrainingResult:
     registered_version: int | None = None
     #: A tuned BPR's epochs before :func:`scaled_epochs` (``None``: not scaled).
     tuned_iterations: int | None = None
+    #: Training runs a killed process of this machine had left RUNNING, ended now.
+    ended_dead_runs: list[str] = field(default_factory=list)
 
 
 def scaled_epochs(epochs: int, tuned_interactions: int, interactions: int) -> int:
@@ -204,6 +206,7 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     if problem is not None:
         raise ConfigError(f"cannot write the model to {config.models_dir}: {problem}")
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
+    ended_dead_runs = tracker.end_dead_runs("training")
 
     runs: list[dict[str, float]] = []
     kept = None
@@ -306,4 +309,5 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         model_uri=model_uri,
         registered_version=version,
         tuned_iterations=tuned_epochs,
+        ended_dead_runs=ended_dead_runs,
     )

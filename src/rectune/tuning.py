@@ -837,15 +837,32 @@ class TrialRunner:
         return _SharedTrial(trial_id, number, values, run_id, heartbeat)
 
     def _complete_shared(self, trial: optuna.Trial, recorded: list[_SharedTrial]) -> None:
-        """Complete the trials a fit recorded, once each has its run id."""
-        for shared in recorded:  # first, so that no heartbeat thread outlives its fit
-            shared.heartbeat.join()
+        """Complete the trials a fit recorded, once each has its run id.
+
+        They beat until then: an MLflow slow to make their runs (down for a while, say)
+        must not make them look stale to other workers. One that another worker failed
+        as stale all the same is left failed (its parameters are queued again), with its
+        run ended to match, and the fit's own trial goes on.
+        """
+        try:
+            for shared in recorded:
+                shared.run_id.wait()
+        finally:
+            for shared in recorded:  # no heartbeat thread outlives its fit
+                shared.heartbeat.join()
         storage = trial.study._storage
         for shared in recorded:
-            shared.run_id.wait()
-            storage.set_trial_state_values(
-                shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
-            )
+            try:
+                storage.set_trial_state_values(
+                    shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
+                )
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self.tracker.set_tags(
+                    shared.run_id,
+                    {"state": "FAIL", "error": "failed as stale by another worker first"},
+                )
+                self.tracker.end_run(shared.run_id, "KILLED")
+                continue
             self.shared.append(shared.number)
 
 
