@@ -602,3 +602,34 @@ def test_a_worker_killed_at_any_point_leaves_optuna_and_mlflow_in_agreement(
     provenance = tuning.matching_provenance(written, "als")
     assert provenance and provenance["params"] == read_best_hyperparameters(written)["als"]
     assert str(provenance["trial_number"]) == best[0].data.tags["trial_number"]
+
+
+# 32 combinations: 10 trials and the shared ones they record (on top) do not use them
+# up, so no trial has to reuse a combination (which it then would, by design).
+GRID_ALS = """model: als
+parameters:
+  factors: {type: categorical, choices: [4, 8, 12, 16]}
+  regularization: {type: categorical, choices: [0.1, 1.0, 10.0, 100.0]}
+  iterations: {type: categorical, choices: [2, 4]}
+"""
+
+
+def test_workers_starting_together_complete_each_combination_once(workers, optuna_db, tmp_path):
+    (tmp_path / "grid.yaml").write_text(GRID_ALS)
+    args = (
+        "--model", "als", "--n-trials", "10", "--search-space", "grid.yaml",
+        "--storage", database_url(optuna_db), "--study-name", "once",
+    )  # fmt: skip
+    for process in [workers(*args, output=f"w{i}/best.json") for i in range(3)]:
+        finish(process)
+    combos = query(
+        optuna_db,
+        "SELECT t.number, p.param_name, p.param_value FROM trials t "
+        "JOIN trial_params p USING (trial_id) WHERE t.state = 'COMPLETE'",
+    )
+    by_trial: dict[int, tuple] = {}
+    for number, name, value in combos:
+        by_trial[number] = (*by_trial.get(number, ()), (name, value))
+    completed = [tuple(sorted(p)) for p in by_trial.values()]
+    assert 10 <= len(completed) < 32
+    assert len(completed) == len(set(completed))  # none completed twice

@@ -97,6 +97,20 @@ def test_running_and_pruned_trials_count_as_tried_and_one_failure_does_not():
     assert next_params(study_with((8, 10, TrialState.FAIL))) == (8, 10)  # tried once more
 
 
+def test_a_queued_retry_counts_as_tried():
+    study = study_with()
+    trial = study.ask()  # sampled at its first suggestion, after a retry was queued
+    study.add_trial(
+        create_trial(
+            params={"factors": 8, "iterations": 10},
+            distributions=SPACE.distributions,
+            state=TrialState.WAITING,
+        )
+    )
+    params = SPACE.suggest(trial)
+    assert (params["factors"], params["iterations"]) != (8, 10)
+
+
 def test_a_combination_that_failed_twice_is_not_proposed_again():
     failure = (8, 10, TrialState.FAIL)
     assert next_params(study_with(*[failure] * (FAILURES_TO_GIVE_UP - 1))) == (8, 10)

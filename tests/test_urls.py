@@ -139,3 +139,11 @@ def test_a_url_in_a_message_is_redacted_without_being_protected_first(password):
     for url, secret in forms(password):
         urls._remembered.clear()
         assert not leaks(secret, redact_text(f"tried {url}; it failed")), url
+
+
+def test_a_remembered_password_that_is_a_common_word_leaves_words_whole():
+    protect("postgresql://tuner:postgres@db/optuna")
+    assert redact_url("postgresql://tuner:postgres@db/postgres_runs") == (
+        "postgresql://tuner:***@db/postgres_runs"
+    )
+    assert redact_text('password "postgres" refused') == 'password "***" refused'

@@ -29,8 +29,8 @@ from rectune.search_space import SearchSpace
 #: Larger grids are left to the inner sampler alone (duplicates there are rare, and a
 #: table of every combination would cost more than it saves).
 MAX_COMBINATIONS = 100_000
-#: Trials that already stand for their combination.
-_TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+#: Trials that already stand for their combination (WAITING: a retry, queued).
+_TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 #: Failures after which a combination counts as tried. The first may have been passing
 #: (memory another process held, a lost connection), and the combination gets another
 #: trial; after the second it is left alone, or a grid point that always fails (a factor

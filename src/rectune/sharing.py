@@ -30,9 +30,13 @@ from rectune.search_space import SearchSpace
 from rectune.studies import SHARED_FIT_OF
 
 ITERATIONS = "iterations"
-#: Trials whose value is known, or on its way. A PRUNED trial's is not: a longer fit
-#: that passes its iteration count records the exact value; a FAIL may be retried.
-_KNOWN = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+#: Trials whose value is known, or on its way (WAITING: a retry, queued). A PRUNED
+#: trial's is not: a longer fit that passes its iteration count records the exact value.
+_KNOWN = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.RUNNING,
+    optuna.trial.TrialState.WAITING,
+)
 
 
 def iteration_choices(space: SearchSpace) -> tuple[int, ...] | None:

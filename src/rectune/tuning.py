@@ -392,8 +392,11 @@ class TrialRunner:
         parent_id: str,
         *,
         fit: Callable[..., Any] = fit_model,
+        storage: BaseStorage | None = None,
     ) -> None:
         self.config = config
+        #: The study's storage, for its locks (``None``: none taken, one process only).
+        self.storage = storage
         #: Numbers of the trials this worker ran, and of those it found surplus.
         self.ran: list[int] = []
         self.surplus: list[int] = []
@@ -445,6 +448,13 @@ class TrialRunner:
         self.cancelled = threading.Event()
         #: The study as :meth:`prepare` read it for each trial, by number.
         self._prepared: dict[int, list[optuna.trial.FrozenTrial]] = {}
+        #: Whether the space has finitely many combinations, each to be tried once.
+        try:
+            space.grid()
+            self.finite = True
+        except ConfigError:
+            self.finite = False
+        self._sampling_lock = f"rectune/{config.resolved_study_name}/sampling"
 
     def prepare(self, trial: optuna.Trial) -> None:
         """Sample ``trial``'s parameters and read the study for it, now.
@@ -453,8 +463,20 @@ class TrialRunner:
         after each ask, in trial order, so that what a trial reuses or counts does not
         depend on which of the running trials happen to be told before it starts.
         """
-        self.space.suggest(trial)
+        self._suggest(trial)
         self._prepared[trial.number] = trial.study.get_trials(deepcopy=False)
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample ``trial``'s parameters, under the study's lock on a finite space.
+
+        The sampler proposes a combination no trial has; a trial another worker is
+        sampling at the same moment has none yet, so without the lock both could take
+        the same one. The lock is held until the parameters are in the storage.
+        """
+        if self.finite and self.storage is not None:
+            with studies.study_lock(self.storage, self._sampling_lock):
+                return self.space.suggest(trial)
+        return self.space.suggest(trial)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         target = self.config.n_trials
@@ -472,15 +494,17 @@ class TrialRunner:
             raise SurplusTrial(f"the study already has {target} trials")
         self.ran.append(trial.number)
         failpoint("trial_started")
-        params = self.space.suggest(trial)
         # The run is made behind the fit; its id joins the trial's attributes as soon
         # as it exists (a killed worker's run is found and ended through it).
         run_id = self._start_trial_run(
             trial.number, lambda made: trial.set_user_attr("mlflow_run_id", made)
         )
-        trial.set_user_attr("params", params)
+        params: dict[str, Any] = {}
         # The params go to MLflow with the trial's result (one write, not two).
         try:
+            # In here: a failure to sample is a failed trial, counted as one.
+            params = self._suggest(trial)
+            trial.set_user_attr("params", params)
             previous = find_completed(trials, params, exclude=trial.number)
             if previous is not None:
                 value = self._reuse(trial, previous, run_id, params)
@@ -797,23 +821,33 @@ class TrialRunner:
         grid = study.sampler if isinstance(study.sampler, sharing.GridSampler) else None
         metrics = _mean([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
         full = {**params, sharing.ITERATIONS: w}
-        # Straight to the storage (as Study.add_trial does), running, to learn its
-        # number, which names its MLflow run.
         storage = study._storage
-        trial_id = storage.create_new_trial(
-            study._study_id,
-            template_trial=optuna.trial.create_trial(
-                state=optuna.trial.TrialState.RUNNING,
-                params={name: full[name] for name in trial.params},
-                distributions=trial.distributions,
-                user_attrs={
-                    "params": full,
-                    "metrics": metrics,
-                    sharing.SHARED_FIT_OF: trial.number,
-                },
-                system_attrs=grid.system_attrs(full) if grid else None,
-            ),
-        )
+        # Under the sampling lock, and only if no trial has taken the combination since
+        # the fit began (another worker may have sampled it meanwhile).
+        with (
+            studies.study_lock(self.storage, self._sampling_lock)
+            if self.storage is not None
+            else contextlib.nullcontext()
+        ):
+            now = study.get_trials(deepcopy=False)
+            if not sharing.pending_iterations(now, params, [w], None):
+                return None
+            # Straight to the storage (as Study.add_trial does), running, to learn its
+            # number, which names its MLflow run.
+            trial_id = storage.create_new_trial(
+                study._study_id,
+                template_trial=optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.RUNNING,
+                    params={name: full[name] for name in trial.params},
+                    distributions=trial.distributions,
+                    user_attrs={
+                        "params": full,
+                        "metrics": metrics,
+                        sharing.SHARED_FIT_OF: trial.number,
+                    },
+                    system_attrs=grid.system_attrs(full) if grid else None,
+                ),
+            )
         number = storage.get_trial_number_from_id(trial_id)
         # It beats until completed, like the trial whose fit it comes from: were this
         # worker killed, it would go stale and be retried, not be left running.
@@ -1121,7 +1155,7 @@ def run_tuning(
         if config.warm_start:
             queued = _warm_start(study, config, space)
             notes.append(f"warm start: {queued} parameter set(s) enqueued")
-        runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit)
+        runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit, storage=storage)
         on_stale.on_stale.append(runner.end_stale_run)
         try:
             # MLflow writes go on in the background while the next model fits.

@@ -102,10 +102,16 @@ def _remember(secret: str) -> None:
 
 
 def _scrub_remembered(text: str) -> str:
-    # Longest first: a secret that contains another is masked whole.
+    # Longest first: a secret that contains another is masked whole. Only where it
+    # stands apart from letters, digits and '_': the common password "postgres" must
+    # not turn every "postgresql://" into "***ql://".
     for secret in sorted(_remembered, key=len, reverse=True):
         if secret in text:
-            text = text.replace(secret, REDACTED)
+            text = re.sub(
+                rf"(?<!\w){re.escape(secret)}(?!\w)",
+                lambda _: REDACTED,
+                text,
+            )
     return text
 
 
