@@ -17,6 +17,7 @@ quoting it outside its URL (decoded, say) is scrubbed by :func:`redact_text` as 
 from __future__ import annotations
 
 import re
+import threading
 from urllib.parse import quote, unquote
 
 REDACTED = "***"
@@ -31,6 +32,7 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # A URL in free text runs to whitespace or a quote or bracket that closes it.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]*")
 _remembered: set[str] = set()
+_remembering = threading.Lock()  # writer threads redact while the main one remembers
 
 
 def redact_url(url: str) -> str:
@@ -96,16 +98,19 @@ def has_raw_at_in_password(url: str) -> bool:
 def _remember(secret: str) -> None:
     decoded = unquote(secret)
     # The pieces too: a driver that split a raw '@' quotes the piece it took for a host.
-    for form in {secret, decoded, quote(decoded, safe=""), *decoded.split("@")}:
-        if len(form) >= MIN_REMEMBERED:
-            _remembered.add(form)
+    with _remembering:
+        for form in {secret, decoded, quote(decoded, safe=""), *decoded.split("@")}:
+            if len(form) >= MIN_REMEMBERED:
+                _remembered.add(form)
 
 
 def _scrub_remembered(text: str) -> str:
     # Longest first: a secret that contains another is masked whole. Only where it
     # stands apart from letters, digits and '_': the common password "postgres" must
     # not turn every "postgresql://" into "***ql://".
-    for secret in sorted(_remembered, key=len, reverse=True):
+    with _remembering:
+        secrets = sorted(_remembered, key=len, reverse=True)
+    for secret in secrets:
         if secret in text:
             text = re.sub(
                 rf"(?<!\w){re.escape(secret)}(?!\w)",
