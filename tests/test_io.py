@@ -1,6 +1,7 @@
 """Atomic folder replacement: rectune._io.staged_directory."""
 
 import os
+import time
 
 import pytest
 
@@ -72,3 +73,18 @@ def test_a_kill_while_a_plain_folder_became_a_version_is_mended_by_the_next_read
     assert not target.exists()
     assert (relink_staged(target) / "a.txt").read_text() == "kept"
     assert target.is_symlink()
+
+
+def test_temporary_files_a_killed_writer_left_are_swept_by_the_next_write(tmp_path):
+    target = tmp_path / "best.json"
+    old = tmp_path / ".best.json.abc123.tmp"  # a killed writer's, an hour and more ago
+    old.write_text("{half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    recent = tmp_path / ".best.json.def456.tmp"  # a live writer's, just made
+    recent.write_text("{")
+    other = tmp_path / ".other.json.aaa.tmp"
+    other.write_text("{")
+    os.utime(other, (time.time() - 7200, time.time() - 7200))
+    _io.write_text_atomic(target, "{}")
+    assert target.read_text() == "{}"
+    assert not old.exists() and recent.exists() and other.exists()

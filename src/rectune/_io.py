@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from glob import escape as glob_escape
@@ -129,6 +130,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -139,6 +141,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: A temporary file of an atomic write this old was left by a killed process: a write
+#: that is still going on has just made its own.
+LEFTOVER_SECONDS = 3600.0
+
+
+def _sweep_leftovers(target: Path) -> None:
+    """Remove ``.NAME.*.tmp`` files beside ``target`` that killed writers left."""
+    now = time.time()
+    for leftover in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # another process swept it first
+            if now - leftover.stat().st_mtime > LEFTOVER_SECONDS:
+                leftover.unlink()
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
