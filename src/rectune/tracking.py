@@ -518,6 +518,13 @@ class Tracker:
             ended.append(run.run_id)
         return ended
 
+    def status(self, run_id: str) -> str | None:
+        """``run_id``'s status (``RUNNING``, ``FINISHED``...), ``None`` if there is none."""
+        try:
+            return self.client.get_run(run_id).info.status
+        except MlflowException:
+            return None
+
     def run_in_experiment(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live (not deleted) run of this tracker's experiment."""
         try:

@@ -473,10 +473,15 @@ class TrialRunner:
         sampling at the same moment has none yet, so without the lock both could take
         the same one. The lock is held until the parameters are in the storage.
         """
+        with self._sampling():
+            return self.space.suggest(trial)
+
+    def _sampling(self) -> contextlib.AbstractContextManager[Any]:
+        """The study's sampling lock, where combinations are finite and workers may share
+        the study (no lock otherwise: a continuous space has no combination to repeat)."""
         if self.finite and self.storage is not None:
-            with studies.study_lock(self.storage, self._sampling_lock):
-                return self.space.suggest(trial)
-        return self.space.suggest(trial)
+            return studies.study_lock(self.storage, self._sampling_lock)
+        return contextlib.nullcontext()
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         target = self.config.n_trials
@@ -541,14 +546,17 @@ class TrialRunner:
         return self.tracker.start_run_behind(
             f"trial-{number}",
             parent_id=self.parent_id,
-            tags={
-                "trial_number": number,
-                "study": self.config.resolved_study_name,
-                "model": self.config.model,
-                **tags,
-            },
+            tags={**self._trial_tags(number), **tags},
             then=record_id,
         )
+
+    def _trial_tags(self, number: int) -> dict[str, Any]:
+        """The tags every trial's run carries."""
+        return {
+            "trial_number": number,
+            "study": self.config.resolved_study_name,
+            "model": self.config.model,
+        }
 
     def end_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
         """End the MLflow run of a trial whose worker stopped sending heartbeats."""
@@ -575,13 +583,7 @@ class TrialRunner:
         if found:
             return found[0].run_id
         run_id = self.tracker.start_run(
-            f"trial-{trial.number}",
-            parent_id=self.parent_id,
-            tags={
-                "trial_number": trial.number,
-                "study": self.config.resolved_study_name,
-                "model": self.config.model,
-            },
+            f"trial-{trial.number}", parent_id=self.parent_id, tags=self._trial_tags(trial.number)
         )
         self.tracker.log(run_id, params=trial.params)
         return run_id
@@ -824,11 +826,7 @@ class TrialRunner:
         storage = study._storage
         # Under the sampling lock, and only if no trial has taken the combination since
         # the fit began (another worker may have sampled it meanwhile).
-        with (
-            studies.study_lock(self.storage, self._sampling_lock)
-            if self.storage is not None
-            else contextlib.nullcontext()
-        ):
+        with self._sampling():
             now = study.get_trials(deepcopy=False)
             if not sharing.pending_iterations(now, params, [w], None):
                 return None
@@ -1026,8 +1024,9 @@ def matching_provenance(output: Path, model: str) -> dict[str, Any]:
     killed after writing the provenance and before the parameters. (Entries of earlier
     releases name none, and are taken as they are.)
     """
+    prov_file = provenance_path(Path(output))
     try:
-        entry = json.loads(provenance_path(Path(output)).read_text()).get(model)
+        entry = json.loads(prov_file.read_text()).get(model)
         params = read_best_hyperparameters(Path(output)).get(model)
     except (OSError, ValueError, AttributeError, DataError, ConfigError):
         return {}
@@ -1037,7 +1036,7 @@ def matching_provenance(output: Path, model: str) -> dict[str, Any]:
         log.warning(
             "%s: the provenance of %s is for other parameters (a tuning run was stopped "
             "while writing); it is not used",
-            provenance_path(Path(output)),
+            prov_file,
             model,
         )
         return {}
@@ -1217,8 +1216,7 @@ def _join_study(
     run`` pipeline run (user attribute ``mlflow_parent_runs``); a resumed study reopens
     it. Returns the parent run's id and how many workers joined the study before.
     """
-    pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
-    key = f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
+    pipeline, key = _parent_key(tracker)
     with studies.study_lock(storage, f"rectune/{study.study_name}"):
         attrs = study.user_attrs  # one read of the storage, under the lock
         worker = int(attrs.get("workers_joined", 0))
@@ -1280,6 +1278,14 @@ def _join_study(
         study.set_user_attr(PARENT_RUNS_ATTR, parents)
         failpoint("parent_run_recorded")
     return parent_id, worker
+
+
+def _parent_key(tracker: Tracker) -> tuple[str, str]:
+    """The ``mlflow run`` pipeline run's id (or ``""``), and the key of the study's parent
+    run in its user attribute ``mlflow_parent_runs``: tracking store, experiment and
+    pipeline run."""
+    pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
+    return pipeline, f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
 
 
 def _unrecorded_parent(tracker: Tracker, uid: str, pipeline: str) -> str | None:
@@ -1361,8 +1367,7 @@ def repair_study(config: TuningConfig) -> list[str]:
         )
     study = optuna.load_study(study_name=name, storage=storage)
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    pipeline = tracker.pipeline_run.info.run_id if tracker.pipeline_run else ""
-    key = f"{redact_url(tracker.uri)}#{tracker.experiment_id}#{pipeline}"
+    pipeline, key = _parent_key(tracker)
     parent_id = study.user_attrs.get(PARENT_RUNS_ATTR, {}).get(key)
     uid = study.user_attrs.get(STUDY_UID_ATTR)
     if parent_id is None and uid is not None:
@@ -1373,11 +1378,9 @@ def repair_study(config: TuningConfig) -> list[str]:
         ]
     done = reconcile_runs(study, tracker, parent_id)
     live = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    if not study.get_trials(deepcopy=False, states=live):
-        for run in tracker.find_runs(role="tuning-parent", study_name=name):
-            if run.run_id == parent_id and run.status == "RUNNING":
-                tracker.end_run(parent_id, "FINISHED")
-                done.append(f"ended the parent run {parent_id}, left RUNNING by a killed worker")
+    if not study.get_trials(deepcopy=False, states=live) and tracker.status(parent_id) == "RUNNING":
+        tracker.end_run(parent_id, "FINISHED")
+        done.append(f"ended the parent run {parent_id}, left RUNNING by a killed worker")
     return done or [f"study {name!r}: MLflow agrees with Optuna; nothing to repair"]
 
 
@@ -1398,13 +1401,9 @@ def _finish_run_from_trial(tracker: Tracker, run_id: str, trial: optuna.trial.Fr
     else:
         tags["error"] = trial.user_attrs.get("error", "its worker was killed")
     tracker.log(run_id, params=params, metrics=metrics, tags=tags)
-    status: RunStatus = (
-        "FAILED"
-        if state == "FAIL" and tags["error"] != studies.INTERRUPTED
-        else "KILLED"
-        if state == "FAIL"
-        else "FINISHED"
-    )
+    status: RunStatus = "FINISHED"
+    if state == "FAIL":  # stopped by the user (Ctrl-C) is KILLED, as the runner ends it
+        status = "KILLED" if tags["error"] == studies.INTERRUPTED else "FAILED"
     tracker.end_run(run_id, status)
 
 
