@@ -148,6 +148,11 @@ def with_pickled_factors(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def search_space_file(text: str) -> Callable[[Path], list[str]]:
+    """Arguments tuning ALS with a search space file ``s.yaml`` holding ``text``."""
+    return lambda folder: ["--model", "als", "--search-space", str(write(folder / "s.yaml", text))]
+
+
 def read_only(folder: Path) -> Path:
     """A folder where nothing can be created (the tests may run as root, whom file
     modes do not stop, so it is a path under a regular file)."""
@@ -297,27 +302,13 @@ CASES = [
     Case(
         "Search space with a parameter the model does not take",
         hyperparameter_tuning.main,
-        lambda f: [
-            "--model",
-            "als",
-            "--search-space",
-            str(write(f / "s.yaml", "parameters:\n  learning_rate: 0.1\n")),
-        ],
+        search_space_file("parameters:\n  learning_rate: 0.1\n"),
         "parameter 'learning_rate': ALS does not take this parameter",
     ),
     Case(
         "Search space with a weighting ALS does not know",
         hyperparameter_tuning.main,
-        lambda f: [
-            "--model",
-            "als",
-            "--search-space",
-            str(
-                write(
-                    f / "s.yaml", "parameters:\n  weighting: {type: categorical, choices: [log]}\n"
-                )
-            ),
-        ],
+        search_space_file("parameters:\n  weighting: {type: categorical, choices: [log]}\n"),
         "parameter 'weighting': must be one of stored, binary, bm25, tfidf, got 'log'",
     ),
     Case(
@@ -329,23 +320,14 @@ CASES = [
     Case(
         "Search space with YAML aliases",
         hyperparameter_tuning.main,
-        lambda f: [
-            "--model",
-            "als",
-            "--search-space",
-            # 300 bytes that expand to 9**7 values when the aliases are followed
-            str(
-                write(
-                    f / "s.yaml",
-                    "parameters:\n  factors:\n    type: categorical\n"
-                    "    choices: &a [1,1,1,1,1,1,1,1,1]\n"
-                    + "".join(
-                        f"  x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
-                        for i in range(6)
-                    ),
-                )
-            ),
-        ],
+        # 300 bytes that expand to 9**7 values when the aliases are followed
+        search_space_file(
+            "parameters:\n  factors:\n    type: categorical\n"
+            "    choices: &a [1,1,1,1,1,1,1,1,1]\n"
+            + "".join(
+                f"  x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(6)
+            )
+        ),
         "uses YAML aliases (*name); write each value out",
     ),
     Case(
@@ -357,23 +339,13 @@ CASES = [
     Case(
         "Search space with true as a count",
         hyperparameter_tuning.main,
-        lambda f: [
-            "--model",
-            "als",
-            "--search-space",
-            str(write(f / "s.yaml", "parameters:\n  factors: true\n")),
-        ],
+        search_space_file("parameters:\n  factors: true\n"),
         "parameter 'factors': must be int >= 1, got True",
     ),
     Case(
         "Search space that is not YAML",
         hyperparameter_tuning.main,
-        lambda f: [
-            "--model",
-            "als",
-            "--search-space",
-            str(write(f / "s.yaml", "parameters: [factors: {\n")),
-        ],
+        search_space_file("parameters: [factors: {\n"),
         "s.yaml",
     ),
     Case(
