@@ -23,9 +23,9 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rectune.data import FeedbackConfig, to_implicit_feedback, validate_interactions
-from rectune.splits import SplitConfig, split_interactions
-from rectune.synthetic import SyntheticConfig, generate_interactions
+from rectune.data.interactions import FeedbackConfig, to_implicit_feedback, validate_interactions
+from rectune.data.splits import SplitConfig, split_interactions
+from rectune.data.synthetic import SyntheticConfig, generate_interactions
 
 #: Synthetic data shaped like these MovieLens releases.
 SHAPES = {

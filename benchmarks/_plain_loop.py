@@ -40,10 +40,10 @@ def main(model, dataset, data_dir, search_space, seed, n_trials, k, t0, out):
     import mlflow
     import optuna
 
-    from rectune.metrics import Evaluator
+    from rectune.data.store import load_dataset
+    from rectune.evaluation.evaluator import Evaluator
     from rectune.models import build_model, fit_model
-    from rectune.processed import load_dataset
-    from rectune.search_space import load_search_space
+    from rectune.tuning.search_space import load_search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_search_space(model, search_space)

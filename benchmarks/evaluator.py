@@ -33,7 +33,8 @@ from _common import (
     timed,
     write_json,
 )
-from rectune.metrics import METRICS, evaluate
+from rectune.evaluation.evaluator import evaluate
+from rectune.evaluation.metrics import METRICS
 from rectune.models import build_model, fit_model
 
 
@@ -55,7 +56,7 @@ from rectune.models import build_model, fit_model
 )
 @json_option
 def main(shape: str, k: int, threads: int, json_out: Path | None) -> None:
-    """Time rectune.metrics.evaluate against implicit.evaluation.ranking_metrics_at_k."""
+    """Time rectune.evaluation.metrics.evaluate against implicit.evaluation.ranking_metrics_at_k."""
     matrices, generate_s = timed(lambda: split_synthetic(shape))
     train, test = matrices["train"], matrices["test"]
     model = build_model("als", {"factors": 64, "iterations": 15}, device="cpu", num_threads=threads)

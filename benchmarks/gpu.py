@@ -29,7 +29,7 @@ from _common import (
     timed,
     write_json,
 )
-from rectune.metrics import Evaluator
+from rectune.evaluation.evaluator import Evaluator
 from rectune.models import build_model, cuda_available, fit_model
 
 PARAMS = {"factors": 64, "iterations": 15}

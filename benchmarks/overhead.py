@@ -61,14 +61,16 @@ from typing import Any
 import click
 
 from _common import CONTEXT, json_option, machine, print_table, timed, write_json
-from rectune import reports, tracking, tuning
+from rectune import tracking
 from rectune.cli import seed_option
-from rectune.data import FeedbackConfig
-from rectune.datasets import SourceSpec, build_dataset
+from rectune.data.build import SourceSpec, build_dataset
+from rectune.data.interactions import FeedbackConfig
+from rectune.data.splits import SplitConfig
+from rectune.data.synthetic import SyntheticConfig
 from rectune.models import fit_model
-from rectune.splits import SplitConfig
-from rectune.synthetic import SyntheticConfig
-from rectune.tuning import TuningConfig, run_tuning
+from rectune.tuning import report as reports
+from rectune.tuning import study as tuning
+from rectune.tuning.study import TuningConfig, run_tuning
 
 #: Figures left out with parallel trials: the fit and evaluation times add up over
 #: threads, so what is left of the wall time is no figure (it goes negative), nor are

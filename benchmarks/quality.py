@@ -52,13 +52,13 @@ import click
 import numpy as np
 
 from _common import CONTEXT, ROOT, json_option, machine, print_table, write_json
-from rectune.checkpoints import CheckpointPlan, Curve
-from rectune.metrics import Evaluator
+from rectune.data.store import load_dataset
+from rectune.evaluation.evaluator import Evaluator
+from rectune.evaluation.statistics import bootstrap_means, mean_intervals
 from rectune.models import build_model, fit_model
-from rectune.processed import load_dataset
-from rectune.statistics import bootstrap_means, mean_intervals
-from rectune.studies import is_shared
-from rectune.tuning import BEST_ITERATION
+from rectune.tuning.checkpoints import CheckpointPlan, Curve
+from rectune.tuning.storage import is_shared
+from rectune.tuning.study import BEST_ITERATION
 
 METRICS = ("precision", "ndcg", "recall", "map")
 #: Published figures for MovieLens-100k under this protocol (K = 10), Microsoft
@@ -125,7 +125,7 @@ def _time_to(curve: list[tuple[float, float]], target: float) -> float | None:
 def _refit_value(model: str, params: dict, data, evaluator: Evaluator, seed: int, k: int):
     """A pruned trial's value had it run to its end, as the study scores it (default
     checkpoints and patience, best checkpoint on a budget)."""
-    from rectune.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
+    from rectune.tuning.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
 
     iterations = int(params["iterations"])
     plan = CheckpointPlan.make(
@@ -160,7 +160,7 @@ def _final_test_precision(model: str, trial: Any, data, seed: int, k: int) -> fl
     """Test P@K of ``trial``'s parameters fitted on train as ``model_training.py`` fits
     them (BPR's epochs scaled to the SGD steps tuning made)."""
     from rectune.training import scaled_epochs
-    from rectune.tuning import delivered_params
+    from rectune.tuning.study import delivered_params
 
     params = delivered_params(trial.user_attrs, dict(trial.user_attrs["params"]))
     if model == "bpr":

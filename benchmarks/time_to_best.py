@@ -39,12 +39,15 @@ import numpy as np
 import optuna
 
 from _common import CONTEXT, json_option, machine, print_table, split_synthetic, write_json
-from rectune import sharing
-from rectune.metrics import Evaluator, sample_users
+from rectune.evaluation.evaluator import Evaluator
+from rectune.evaluation.ranking import sample_users
 from rectune.models import build_model, fit_model
-from rectune.samplers import make_sampler
-from rectune.search_space import load_search_space
-from rectune.tuning import checkpoint_iterations, find_completed, make_pruner
+from rectune.tuning import sharing
+from rectune.tuning.checkpoints import checkpoint_iterations
+from rectune.tuning.pruners import make_pruner
+from rectune.tuning.samplers import make_sampler
+from rectune.tuning.search_space import load_search_space
+from rectune.tuning.study import find_completed
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 CHECKPOINTS = 5

@@ -27,9 +27,9 @@ from rectune.cli import (
     seed_option,
 )
 from rectune.config import MODELS_DIR
-from rectune.evaluation import DEFAULT_KS, EvaluationConfig, parse_ks, run_evaluation
+from rectune.evaluation.report import evaluation_tables
+from rectune.evaluation.stage import DEFAULT_KS, EvaluationConfig, parse_ks, run_evaluation
 from rectune.models import DEVICES, MODEL_NAMES
-from rectune.reports import evaluation_tables
 from rectune.urls import redact_url
 
 

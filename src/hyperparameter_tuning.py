@@ -20,7 +20,6 @@ from pathlib import Path
 import click
 import optuna
 
-from rectune.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
 from rectune.cli import (
     COMMAND_SETTINGS,
     RectuneCommand,
@@ -33,9 +32,10 @@ from rectune.cli import (
 from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.progress import lines_above_bars
-from rectune.pruners import DEFAULT_PRUNER, PRUNERS
-from rectune.studies import DEFAULT_HEARTBEAT, GRACE_FACTOR
-from rectune.tuning import (
+from rectune.tuning.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
+from rectune.tuning.pruners import DEFAULT_PRUNER, PRUNERS
+from rectune.tuning.storage import DEFAULT_HEARTBEAT, GRACE_FACTOR
+from rectune.tuning.study import (
     SAMPLERS,
     TUNING_METRICS,
     TuningConfig,

@@ -27,8 +27,8 @@ from rectune.cli import (
     seed_option,
 )
 from rectune.config import MODELS_DIR
+from rectune.data.store import MODE_SPLITS
 from rectune.models import DEVICES, MODEL_NAMES
-from rectune.processed import MODE_SPLITS
 from rectune.training import (
     DEFAULT_ALIAS,
     DEFAULT_HYPERPARAMETERS_FILE,

@@ -25,10 +25,10 @@ from rectune.cli import (
     seed_option,
     warn,
 )
-from rectune.data import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
-from rectune.datasets import DATASETS, SYNTHETIC, SourceSpec, build_dataset
-from rectune.splits import STRATEGIES, SplitConfig
-from rectune.synthetic import SyntheticConfig
+from rectune.data.build import DATASETS, SYNTHETIC, SourceSpec, build_dataset
+from rectune.data.interactions import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
+from rectune.data.splits import STRATEGIES, SplitConfig
+from rectune.data.synthetic import SyntheticConfig
 
 _FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 _DEFAULT_SYNTHETIC = SyntheticConfig()

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import split_data
-from rectune.data import FeedbackConfig
-from rectune.datasets import SourceSpec, build_dataset
-from rectune.processed import load_dataset
-from rectune.splits import SplitConfig
+from rectune.data.build import SourceSpec, build_dataset
+from rectune.data.interactions import FeedbackConfig
+from rectune.data.splits import SplitConfig
+from rectune.data.store import load_dataset
 
 
 @pytest.fixture

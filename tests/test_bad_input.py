@@ -21,10 +21,10 @@ import evaluate_model
 import hyperparameter_tuning
 import model_training
 import split_data
-from rectune.data import FeedbackConfig
-from rectune.datasets import SourceSpec, build_dataset
-from rectune.processed import read_ids
-from rectune.splits import SplitConfig
+from rectune.data.build import SourceSpec, build_dataset
+from rectune.data.interactions import FeedbackConfig
+from rectune.data.splits import SplitConfig
+from rectune.data.store import read_ids
 from rectune.training import TrainingConfig, train_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"

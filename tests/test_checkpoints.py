@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from rectune.checkpoints import CheckpointPlan, Curve, best_of_folds
-from rectune.pruners import RungPruner, make_pruner, warmup_iterations
+from rectune.tuning.checkpoints import CheckpointPlan, Curve, best_of_folds
+from rectune.tuning.pruners import RungPruner, make_pruner, warmup_iterations
 
 
 def test_plans_by_how_the_space_treats_iterations():

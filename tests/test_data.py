@@ -4,15 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rectune.data import (
+from rectune.data.interactions import (
     ColumnMapping,
     FeedbackConfig,
     read_interactions,
     to_implicit_feedback,
     validate_interactions,
 )
+from rectune.data.synthetic import SyntheticConfig, generate_interactions
 from rectune.errors import ConfigError, DataError
-from rectune.synthetic import SyntheticConfig, generate_interactions
 
 # user a rated item 1 twice (2 then 5), item 2 once (3); user b rated item 1 (4).
 EVENTS = pd.DataFrame(

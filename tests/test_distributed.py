@@ -25,9 +25,11 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 
 from mlflow_helpers import clean_env, mlflow_server
 from pg_helpers import CuttableProxy, database_url, fresh_database, query
-from rectune import failpoints, studies, tuning
+from rectune import failpoints
 from rectune.tracking import PARENT_TAG
-from rectune.tuning import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
+from rectune.tuning import storage as studies
+from rectune.tuning import study as tuning
+from rectune.tuning.study import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
 
 SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
 SECRET = "s3cret-Pw"
@@ -513,7 +515,7 @@ def test_two_workers_started_at_once_on_a_fresh_mlflow_store_both_finish(
         # Each waits for the same file, so that both open the store in the same moment.
         starter = (
             "import os, runpy, sys, time\n"
-            "import rectune.tracking, rectune.tuning\n"  # the slow imports before the start
+            "import rectune.tracking, rectune.tuning.study\n"  # the slow imports before the start
             f"while not os.path.exists({str(barrier)!r}): time.sleep(0.001)\n"
             f"sys.argv = [{str(SCRIPT)!r}] + sys.argv[1:]\n"
             f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"

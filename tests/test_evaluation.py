@@ -11,17 +11,17 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 import evaluate_model
-from rectune import evaluation
-from rectune.baselines import popularity_factors, random_scorer
-from rectune.data import FeedbackConfig
-from rectune.datasets import SourceSpec, build_dataset
+from rectune.data.build import SourceSpec, build_dataset
+from rectune.data.interactions import FeedbackConfig
+from rectune.data.splits import SplitConfig
+from rectune.data.store import load_dataset
 from rectune.errors import ConfigError
-from rectune.evaluation import EvaluationConfig, parse_ks, run_evaluation
-from rectune.metrics import evaluate
-from rectune.processed import load_dataset
+from rectune.evaluation import stage as evaluation
+from rectune.evaluation.baselines import popularity_factors, random_scorer
+from rectune.evaluation.evaluator import evaluate
+from rectune.evaluation.stage import EvaluationConfig, parse_ks, run_evaluation
+from rectune.evaluation.statistics import bootstrap_means, paired_comparison
 from rectune.recommender import Recommender
-from rectune.splits import SplitConfig
-from rectune.statistics import bootstrap_means, paired_comparison
 from rectune.training import TrainingConfig, train_model
 
 # Four users, five items. Training counts per item: 2, 3, 1, 1, 1.

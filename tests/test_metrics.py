@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from implicit.evaluation import ranking_metrics_at_k
 
 from rectune.errors import ConfigError
-from rectune.metrics import Evaluator, check_list_length, evaluate, sample_users, top_k
+from rectune.evaluation.evaluator import Evaluator, evaluate
+from rectune.evaluation.ranking import check_list_length, sample_users, top_k
 from rectune.models import build_model, fit_model
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rectune import metrics, models
-from rectune.baselines import popularity_factors
+from rectune import models
 from rectune.errors import ModelError
-from rectune.metrics import evaluate
+from rectune.evaluation.baselines import popularity_factors
+from rectune.evaluation.evaluator import evaluate
+from rectune.evaluation.ranking import factors_of
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
@@ -200,7 +201,7 @@ def test_bpr_popularity_correction_adds_beta_log_count_to_the_item_bias(syntheti
 
     def callback(done):
         if done == 3:  # scored mid-fit as it will be after: the correction included
-            seen["items"] = metrics.factors_of(corrected)[1].copy()
+            seen["items"] = factors_of(corrected)[1].copy()
 
     fit_model(corrected, train, callback=callback)
     counts = np.bincount(train.indices, minlength=train.shape[1])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import scipy.sparse as sp
 
-from rectune import movielens
-from rectune.movielens import BASE_URL_ENV, RELEASES
+from rectune.data import movielens
+from rectune.data.movielens import BASE_URL_ENV, RELEASES
 
 # user, item, rating, timestamp: user 1 likes items 10, 11, 12; user 2 likes 10, 13.
 U_DATA = (

@@ -1,4 +1,4 @@
-"""Parallel trials in trial order: rectune.parallel."""
+"""Parallel trials in trial order: rectune.tuning.parallel."""
 
 import threading
 import time
@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from rectune.parallel import InTrialOrder, in_trial_order, optimize_in_order
+from rectune.tuning.parallel import InTrialOrder, in_trial_order, optimize_in_order
 
 
 def quiet_study(seed=0, **kwargs):

@@ -12,7 +12,7 @@ import pytest
 
 from rectune import progress
 from rectune.progress import StudyBar, fit_progress, scoring_bar
-from rectune.studies import StudyProgress
+from rectune.tuning.storage import StudyProgress
 
 State = optuna.trial.TrialState
 

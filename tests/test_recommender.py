@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 import model_training
+from rectune.data.store import save_dataset
 from rectune.errors import ModelError
-from rectune.metrics import evaluate
+from rectune.evaluation.evaluator import evaluate
 from rectune.models import build_model, fit_model
-from rectune.processed import save_dataset
 from rectune.recommender import Recommender, write_model_folder
 
 TRAIN = sp.csr_matrix(

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from rectune.errors import ConfigError
-from rectune.search_space import load_search_space, parse_search_space
+from rectune.tuning.search_space import load_search_space, parse_search_space
 
 
 def write(tmp_path, text: str, name: str = "space.yaml"):

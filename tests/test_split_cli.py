@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import split_data
 from rectune import __version__
 from rectune._io import csr_fingerprint
-from rectune.processed import load_dataset
+from rectune.data.store import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "test", "train_val", "validation")

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from rectune import studies
+from rectune.tuning import storage as studies
 
 
 class Clock:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 import model_training
-from rectune.metrics import evaluate
+from rectune.evaluation.evaluator import evaluate
 from rectune.models import DEFAULT_HYPERPARAMETERS, load_model
 from rectune.training import DEFAULT_HYPERPARAMETERS_FILE, parse_overrides
 

@@ -16,17 +16,14 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
-from rectune import sharing, studies, tuning
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar
-from rectune.tuning import (
-    TuningConfig,
-    checkpoint_iterations,
-    parse_objectives,
-    provenance_path,
-    run_tuning,
-)
+from rectune.tuning import sharing
+from rectune.tuning import storage as studies
+from rectune.tuning import study as tuning
+from rectune.tuning.checkpoints import checkpoint_iterations
+from rectune.tuning.study import TuningConfig, parse_objectives, provenance_path, run_tuning
 
 SMALL_ALS = """model: als
 parameters:
@@ -171,7 +168,7 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
 def test_plot_pages_load_plotly_from_its_cdn_as_plotly_itself_writes_it():
     import plotly.graph_objects as go
 
-    from rectune.reports import _plotly_from_cdn
+    from rectune.tuning.report import _plotly_from_cdn
 
     tag = _plotly_from_cdn()
     assert 'integrity="sha256-' in tag
@@ -550,7 +547,7 @@ def test_gp_sampler_without_torch_says_how_to_get_it(tmp_path, monkeypatch, synt
 
 
 def _write_many(output, prefix, count, barrier):
-    from rectune.tuning import write_best_hyperparameters
+    from rectune.tuning.study import write_best_hyperparameters
 
     barrier.wait()  # start both writers together so their writes interleave
     for i in range(count):
@@ -924,7 +921,8 @@ def test_sharing_needs_categorical_iterations_and_skips_known_combinations(tune,
 
 
 def test_eval_users_scores_a_fixed_sample(tune, synthetic_dataset):
-    from rectune.metrics import evaluate, sample_users
+    from rectune.evaluation.evaluator import evaluate
+    from rectune.evaluation.ranking import sample_users
 
     result = tune(n_trials=1, eval_users=50, share_iterations=False)
     trial = result.study.trials[0]
@@ -1180,7 +1178,7 @@ def test_a_budget_trial_stands_for_its_best_checkpoint(tune, tmp_path, synthetic
         # Its value is that of a model fitted for its best count on its own.
         params = {**trial.user_attrs["params"], "iterations": best}
         alone = fit_model(build_model("als", params, seed=42), synthetic_dataset.train_val)
-        from rectune.metrics import evaluate
+        from rectune.evaluation.evaluator import evaluate
 
         score = evaluate(alone, synthetic_dataset.train_val, synthetic_dataset.validation, 10)
         assert trial.value == pytest.approx(score.named()["precision@10"], abs=1e-12)

@@ -276,7 +276,7 @@ def fit_model(
 
     The matrix is weighted first and the popularity correction applied after, as the
     model's rectune hyperparameters say (see the module's docstring). While the fit
-    runs, :func:`rectune.metrics.factors_of` already scores with the correction, so
+    runs, :func:`rectune.evaluation.metrics.factors_of` already scores with the correction, so
     ``callback(iterations_done)``, run after every iteration with a 1-based count, sees
     the model as it would be if the fit stopped there. An exception raised in it (say,
     ``optuna.TrialPruned``) stops the fit and propagates.

@@ -19,7 +19,7 @@ import optuna
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from rectune.studies import StudyProgress
+from rectune.tuning.storage import StudyProgress
 
 
 class StudyBar:
@@ -105,7 +105,7 @@ def fit_progress(enabled: bool) -> bool:
 @contextlib.contextmanager
 def scoring_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
     """A bar of ``total`` users scored, labelled ``label``; yields the ``progress``
-    callback of :class:`rectune.metrics.Evaluator` (called from its scoring threads)."""
+    callback of :class:`rectune.evaluation.metrics.Evaluator` (called from its scoring threads)."""
     lock = threading.Lock()
     with tqdm(
         total=total, desc=label, unit="user", disable=None if enabled else True, leave=False

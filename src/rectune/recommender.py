@@ -12,7 +12,7 @@
 
 :class:`Recommender` serves such a folder without the dataset. The MLflow pyfunc model
 (:mod:`rectune.tracking`) wraps it, so both recommend exactly the same items, and both
-rank exactly as the evaluator does (:func:`rectune.metrics.rank_items`).
+rank exactly as the evaluator does (:func:`rectune.evaluation.metrics.rank_items`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rectune._io import relink_staged, staged_directory, write_csr_atomic, write_json_atomic
+from rectune.data.store import ID_FILES, read_ids
 from rectune.errors import ModelError
-from rectune.metrics import factor_scorer, rank_items, users_per_block
+from rectune.evaluation.ranking import factor_scorer, rank_items, users_per_block
 from rectune.models import load_factors, save_model
-from rectune.processed import ID_FILES, read_ids
 
 MODEL_FILE = "model.npz"
 METADATA_FILE = "model.json"

@@ -21,8 +21,9 @@ import yaml
 from rectune import __version__
 from rectune._io import writable_folder
 from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.data.store import MODE_SPLITS, load_dataset
 from rectune.errors import ConfigError
-from rectune.metrics import Evaluator
+from rectune.evaluation.evaluator import Evaluator
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
@@ -30,11 +31,10 @@ from rectune.models import (
     fit_model,
     validate_hyperparameters,
 )
-from rectune.processed import MODE_SPLITS, load_dataset
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment
-from rectune.tuning import matching_provenance, read_best_hyperparameters
+from rectune.tuning.study import matching_provenance, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
 #: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).

@@ -4,7 +4,7 @@ A model trained with ``mode="final"`` is scored on ``test`` with its ``train`` i
 excluded; a ``mode="tune"`` model on ``validation`` with ``train_val`` excluded. Every
 system (the model, the most-popular and random baselines, optionally the model with
 default parameters) is scored by the same evaluator that scores tuning trials
-(:class:`rectune.metrics.Evaluator`), once at the largest K; smaller K are cuts of the
+(:class:`rectune.evaluation.metrics.Evaluator`), once at the largest K; smaller K are cuts of the
 same lists. Each per-user metric gets a percentile bootstrap interval over users, and
 the model is compared with each baseline on the same users (paired bootstrap interval
 of the difference and a paired t-test). Coverage is one number per system, without an
@@ -22,23 +22,18 @@ import numpy as np
 
 from rectune import __version__
 from rectune._io import writable_folder
-from rectune.baselines import popularity_factors, random_scorer
 from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.data.store import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.errors import ConfigError
-from rectune.metrics import (
-    USER_METRICS,
-    Evaluator,
-    RankingEvaluation,
-    check_list_length,
-    factor_scorer,
-    factors_of,
-)
+from rectune.evaluation.baselines import popularity_factors, random_scorer
+from rectune.evaluation.evaluator import Evaluator
+from rectune.evaluation.metrics import USER_METRICS, RankingEvaluation
+from rectune.evaluation.ranking import check_list_length, factor_scorer, factors_of
+from rectune.evaluation.report import write_evaluation_reports
+from rectune.evaluation.statistics import bootstrap_means, mean_intervals, paired_comparison
 from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
-from rectune.processed import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import Recommender
-from rectune.reports import write_evaluation_reports
-from rectune.statistics import bootstrap_means, mean_intervals, paired_comparison
 from rectune.tracking import (
     Tracker,
     default_experiment,

@@ -1,19 +1,19 @@
 """Optuna studies over ALS/BPR hyperparameters, one MLflow child run per trial.
 
 A trial samples parameters from the search space, fits on ``train_val`` and scores the
-objective on ``validation`` with :func:`rectune.metrics.evaluate`, the evaluator that
+objective on ``validation`` with :func:`rectune.evaluation.metrics.evaluate`, the evaluator that
 final evaluation uses. While fitting it evaluates at a few iteration checkpoints and
 reports them to Optuna, so the pruner can stop unpromising trials early.
 
 * One fit serves every ``iterations`` choice of the search space (see
-  :mod:`rectune.sharing`): a trial fitting ``v`` iterations is scored at each smaller
+  :mod:`rectune.tuning.sharing`): a trial fitting ``v`` iterations is scored at each smaller
   choice on the way, and each is recorded as a trial of its own: started (with a
   heartbeat and its MLflow run) when the fit reaches it, completed when the fit ends.
 * Samplers propose a combination the study has not tried yet while a finite space has
-  one (:mod:`rectune.samplers`); a combination that already completed is not refitted:
+  one (:mod:`rectune.tuning.samplers`); a combination that already completed is not refitted:
   the trial reuses its values (tagged ``reused_from_trial``).
 * ``eval_users`` scores every trial on the same seeded sample of validation users.
-* Data is loaded once per study, and one :class:`rectune.metrics.Evaluator` per fold
+* Data is loaded once per study, and one :class:`rectune.evaluation.metrics.Evaluator` per fold
   scores every trial, reusing its buffers.
 * A trial that raises is marked FAIL in Optuna (with its error in the user attribute
   ``error``) and FAILED in MLflow (tag ``error``); the study goes on.
@@ -48,20 +48,16 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
-from rectune import __version__, parallel, sharing, studies
+from rectune import __version__
 from rectune._io import file_lock, lock_path, write_json_atomic
-from rectune.checkpoints import (
-    DEFAULT_CHECKPOINTS,
-    DEFAULT_PATIENCE,
-    CheckpointPlan,
-    Curve,
-    best_of_folds,
-    checkpoint_iterations,
-)
 from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.data.splits import per_user_folds
+from rectune.data.store import SplitDataset, load_dataset
 from rectune.errors import ConfigError, DataError, DatasetNotFoundError
+from rectune.evaluation.evaluator import Evaluator
+from rectune.evaluation.metrics import USER_METRICS
+from rectune.evaluation.ranking import check_list_length, sample_users
 from rectune.failpoints import failpoint
-from rectune.metrics import USER_METRICS, Evaluator, check_list_length, sample_users
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     HYPERPARAMETERS,
@@ -70,19 +66,7 @@ from rectune.models import (
     fit_model,
     resolve_device,
 )
-from rectune.processed import SplitDataset, load_dataset
 from rectune.progress import StudyBar
-from rectune.pruners import DEFAULT_PRUNER, PRUNERS, make_pruner
-from rectune.samplers import make_sampler
-from rectune.search_space import SearchSpace, load_search_space
-from rectune.splits import per_user_folds
-from rectune.studies import (
-    DEFAULT_HEARTBEAT,
-    StaleTrialHandler,
-    StorageUnavailableError,
-    StudyProgress,
-    same_database,
-)
 from rectune.tracking import (
     PARENT_TAG,
     PIPELINE_TAG,
@@ -92,6 +76,26 @@ from rectune.tracking import (
     Tracker,
     default_experiment,
     tracking_uri,
+)
+from rectune.tuning import parallel, sharing
+from rectune.tuning import storage as studies
+from rectune.tuning.checkpoints import (
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_PATIENCE,
+    CheckpointPlan,
+    Curve,
+    best_of_folds,
+    checkpoint_iterations,
+)
+from rectune.tuning.pruners import DEFAULT_PRUNER, PRUNERS, make_pruner
+from rectune.tuning.samplers import make_sampler
+from rectune.tuning.search_space import SearchSpace, load_search_space
+from rectune.tuning.storage import (
+    DEFAULT_HEARTBEAT,
+    StaleTrialHandler,
+    StorageUnavailableError,
+    StudyProgress,
+    same_database,
 )
 from rectune.urls import redact_url
 
@@ -459,7 +463,7 @@ class TrialRunner:
     def prepare(self, trial: optuna.Trial) -> None:
         """Sample ``trial``'s parameters and read the study for it, now.
 
-        Parallel trials (:func:`rectune.parallel.optimize_in_order`) call this right
+        Parallel trials (:func:`rectune.tuning.parallel.optimize_in_order`) call this right
         after each ask, in trial order, so that what a trial reuses or counts does not
         depend on which of the running trials happen to be told before it starts.
         """
@@ -696,7 +700,7 @@ class TrialRunner:
         return values if config.multi_objective else values[0]
 
     def _plan(self, params: dict[str, Any]) -> CheckpointPlan:
-        """Where this trial's fit is scored (see :mod:`rectune.checkpoints`)."""
+        """Where this trial's fit is scored (see :mod:`rectune.tuning.checkpoints`)."""
         iterations = int(
             params.get("iterations", DEFAULT_HYPERPARAMETERS[self.config.model]["iterations"])
         )
@@ -1069,10 +1073,10 @@ def load_or_make_dataset(config: TuningConfig) -> SplitDataset:
     except DatasetNotFoundError:
         if config.dataset != "synthetic":
             raise
-    from rectune.data import FeedbackConfig
-    from rectune.datasets import SourceSpec, build_dataset
-    from rectune.splits import SplitConfig
-    from rectune.synthetic import SyntheticConfig
+    from rectune.data.build import SourceSpec, build_dataset
+    from rectune.data.interactions import FeedbackConfig
+    from rectune.data.splits import SplitConfig
+    from rectune.data.synthetic import SyntheticConfig
 
     build_dataset(
         SourceSpec(synthetic=SyntheticConfig(seed=config.seed)),
@@ -1096,7 +1100,7 @@ def run_tuning(
     one MLflow parent run. ``pruner`` overrides the configured one and ``fit`` the
     fitting function; both are for tests and for library users with their own.
     """
-    from rectune import reports
+    from rectune.tuning import report as reports
 
     started = time.perf_counter()
     reports.import_behind()

@@ -24,7 +24,7 @@ from typing import Literal, get_args
 import numpy as np
 import scipy.sparse as sp
 
-from rectune.data import Interactions
+from rectune.data.interactions import Interactions
 from rectune.errors import ConfigError, DataError
 
 Strategy = Literal["random", "temporal", "leave-last-out"]

@@ -32,8 +32,8 @@ from rectune._io import (
     write_json_atomic,
 )
 from rectune.config import DATA_DIR, processed_dir
+from rectune.data.splits import SPLIT_NAMES
 from rectune.errors import DataError, DatasetNotFoundError
-from rectune.splits import SPLIT_NAMES
 
 MANIFEST = "manifest.json"
 ID_FILES = {"user": "user_ids.csv", "item": "item_ids.csv"}

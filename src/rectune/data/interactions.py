@@ -1,7 +1,7 @@
 """Interactions: reading local files, validation, implicit feedback and id maps.
 
 The flow is ``read_interactions`` (a local CSV/TSV/Parquet file) or one of the built-in
-sources (:mod:`rectune.synthetic`, :mod:`rectune.movielens`), each giving a frame with the
+sources (:mod:`rectune.data.synthetic`, :mod:`rectune.data.movielens`), each giving a frame with the
 canonical columns of :class:`Columns`; then :func:`validate_interactions`; then
 :func:`to_implicit_feedback`, which filters, merges duplicates, weights and indexes.
 """

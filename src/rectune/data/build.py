@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from rectune import movielens, synthetic
 from rectune._io import sha256_file
 from rectune.config import DATA_DIR, processed_dir, raw_dir
-from rectune.data import (
+from rectune.data import movielens, synthetic
+from rectune.data.interactions import (
     ColumnMapping,
     Columns,
     FeedbackConfig,
@@ -25,9 +25,9 @@ from rectune.data import (
     used_columns,
     validate_interactions,
 )
+from rectune.data.splits import SplitConfig, split_interactions
+from rectune.data.store import save_dataset
 from rectune.errors import ConfigError
-from rectune.processed import save_dataset
-from rectune.splits import SplitConfig, split_interactions
 
 SYNTHETIC = "synthetic"
 #: ``--dataset`` choices; a local file is given with ``--input`` instead.

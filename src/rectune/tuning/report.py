@@ -1,9 +1,8 @@
-"""Reports: tuning studies (plots, importances) and model evaluations (tables).
+"""The study report: plots, parameter importances and the trial table of a study.
 
 A study's plots are each logged on their own as a small HTML file that loads plotly.js
 from its CDN (so it needs internet to render); the study report inlines plotly.js once
-(~4.8 MB) and works offline. An evaluation report is JSON plus the same tables in
-Markdown and HTML.
+(~4.8 MB) and works offline.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from rectune._html import html_page, html_table
 from rectune._io import write_json_atomic, write_text_atomic
 
 #: Imported by the report on first use: about 1.7 s of a fresh process (scikit-learn
@@ -127,15 +127,6 @@ def importances(study: optuna.Study, seed: int = 42) -> dict[str, Any]:
     return out
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _trial_rows(study: optuna.Study) -> list[list[Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -206,30 +197,15 @@ def render_report(
         if key != "best_params"
     ]
     trial_header = ["trial", "state", "values", "parameters", "seconds", "note"]
-    return _page(
+    return html_page(
         f"rectune study {study.study_name}",
         f"""<h1>Study {html.escape(study.study_name)}</h1>
-<h2>Summary</h2>{_table(summary_rows, ["", ""])}
-<h2>Best parameters</h2>{_table([[k, v] for k, v in params.items()], ["parameter", "value"])}
-<h2>Parameter importance</h2>{_table(importance_rows, ["method", "importance"])}
-<h2>Trials</h2>{_table(_trial_rows(study), trial_header)}
+<h2>Summary</h2>{html_table(summary_rows, ["", ""])}
+<h2>Best parameters</h2>{html_table([[k, v] for k, v in params.items()], ["parameter", "value"])}
+<h2>Parameter importance</h2>{html_table(importance_rows, ["method", "importance"])}
+<h2>Trials</h2>{html_table(_trial_rows(study), trial_header)}
 <h2>Plots</h2>{"".join(plots)}""",
     )
-
-
-def _page(title: str, body: str) -> str:
-    """A standalone HTML page with rectune's table style."""
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; font-size: 14px; }}
-th {{ background: #f3f3f3; }}
-</style></head><body>
-{body}
-</body></html>
-"""
 
 
 def write_study_reports(
@@ -255,7 +231,7 @@ def write_study_reports(
         folder = Path(tmp)
         for name, div in divs.items():
             path = folder / f"{name}.html"
-            page = _page(name.replace("_", " "), _plotly_from_cdn() + div)
+            page = html_page(name.replace("_", " "), _plotly_from_cdn() + div)
             path.write_text(page, encoding="utf-8")
             tracker.log_artifact(parent_run_id, path, "plots")
         write_json_atomic(folder / "importance.json", importance)
@@ -267,88 +243,3 @@ def write_study_reports(
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _interval(stats: dict[str, float]) -> str:
-    if "low" not in stats:
-        return f"{stats['mean']:.4f}"
-    return f"{stats['mean']:.4f} [{stats['low']:.4f}, {stats['high']:.4f}]"
-
-
-def _p_value(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _difference(stats: dict[str, float]) -> str:
-    return (
-        f"{stats['difference']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}], "
-        f"{_p_value(stats['p_value'])}"
-    )
-
-
-def evaluation_tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The evaluation's tables as (title, header, rows): one per K, then comparisons."""
-    systems = summary["systems"]
-    metrics = summary["metrics"]
-    level = round(100 * summary["bootstrap"]["confidence"])
-    tables = []
-    for k in summary["ks"]:
-        names = [name for name in metrics[systems[0]] if name.endswith(f"@{k}")]
-        rows = [
-            [name.split("@")[0], *(_interval(metrics[system][name]) for system in systems)]
-            for name in names
-        ]
-        tables.append((f"K = {k}: mean [{level}% interval]", ["metric", *systems], rows))
-    comparisons = summary["comparisons"]
-    if comparisons:
-        baselines = list(comparisons)
-        names = list(comparisons[baselines[0]])
-        rows = [[name, *(_difference(comparisons[b][name]) for b in baselines)] for name in names]
-        tables.append(
-            (
-                f"Model minus baseline [{level}% paired interval], paired t-test",
-                ["metric", *(f"vs {b}" for b in baselines)],
-                rows,
-            )
-        )
-    return tables
-
-
-def _evaluation_intro(summary: dict[str, Any]) -> str:
-    model, data, boot = summary["model"], summary["dataset"], summary["bootstrap"]
-    return (
-        f"{model['name'].upper()} from {model['source']} (parameters: "
-        f"{model.get('params_origin') or 'unknown'}) on the {data['split']} split of "
-        f"{data['name']} ({data['excluded']} items excluded): {data['users_evaluated']} users "
-        f"with held-out items, {data['items']} items. Intervals are percentile bootstrap "
-        f"intervals over users ({boot['resamples']} resamples, seed {boot['seed']})."
-    )
-
-
-def render_evaluation_markdown(summary: dict[str, Any]) -> str:
-    """The evaluation as Markdown: an introduction and the tables."""
-    parts = [f"# Evaluation of {summary['model']['name'].upper()}", "", _evaluation_intro(summary)]
-    for title, header, rows in evaluation_tables(summary):
-        parts += ["", f"## {title}", "", "| " + " | ".join(header) + " |"]
-        parts.append("|" + "---|" * len(header))
-        parts += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(parts) + "\n"
-
-
-def render_evaluation_html(summary: dict[str, Any]) -> str:
-    """The evaluation as a standalone HTML page."""
-    title = f"Evaluation of {summary['model']['name'].upper()}"
-    body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(_evaluation_intro(summary))}</p>"]
-    for table_title, header, rows in evaluation_tables(summary):
-        body.append(f"<h2>{html.escape(table_title)}</h2>{_table(rows, header)}")
-    return _page(f"rectune {title.lower()}", "\n".join(body))
-
-
-def write_evaluation_reports(summary: dict[str, Any], reports_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.json``, ``stem.md`` and ``stem.html`` to ``reports_dir``; return them."""
-    reports_dir = Path(reports_dir)
-    paths = [reports_dir / f"{stem}.{ext}" for ext in ("json", "md", "html")]
-    write_json_atomic(paths[0], summary)
-    write_text_atomic(paths[1], render_evaluation_markdown(summary))
-    write_text_atomic(paths[2], render_evaluation_html(summary))
-    return paths

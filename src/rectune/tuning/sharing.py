@@ -26,8 +26,8 @@ from typing import Any
 
 import optuna
 
-from rectune.search_space import SearchSpace
-from rectune.studies import SHARED_FIT_OF
+from rectune.tuning.search_space import SearchSpace
+from rectune.tuning.storage import SHARED_FIT_OF
 
 ITERATIONS = "iterations"
 #: Trials whose value is known, or on its way (WAITING: a retry, queued). A PRUNED

@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rectune._io import atomic_path
-from rectune.data import Columns
+from rectune.data.interactions import Columns
 from rectune.errors import DataError, DownloadError
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"

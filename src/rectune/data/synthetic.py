@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rectune.data import Columns
+from rectune.data.interactions import Columns
 from rectune.errors import ConfigError
 
 _FIRST_TIMESTAMP = 874_724_710  # 1997-09-20, MovieLens-100k's first rating

@@ -22,9 +22,10 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from rectune import sharing, studies
 from rectune.errors import ConfigError
-from rectune.search_space import SearchSpace
+from rectune.tuning import sharing
+from rectune.tuning import storage as studies
+from rectune.tuning.search_space import SearchSpace
 
 #: Larger grids are left to the inner sampler alone (duplicates there are rare, and a
 #: table of every combination would cost more than it saves).
