@@ -1,9 +1,11 @@
-"""The MLflow tracker's writes behind the caller."""
+"""The MLflow tracker: writes behind the caller, stage runs left by killed processes,
+and run lifecycles owned by one block."""
 
 import subprocess
 import sys
 import threading
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from rectune.tracking import PID_TAG, Tracker
@@ -75,3 +77,43 @@ def test_a_stage_run_left_running_by_a_killed_process_is_ended_by_the_next(mlflo
     assert client.get_run(live).info.status == "RUNNING"
     assert client.get_run(other).info.status == "RUNNING"  # another stage's: not asked
     assert tracker.end_dead_runs("training") == []
+
+
+def test_a_stage_run_ends_finished_or_failed_with_its_block(mlflow_uri):
+    tracker = Tracker("stage-runs")
+    client = MlflowClient()
+    with tracker.stage_run("train-als-final", tags={"role": "training"}) as finished:
+        assert client.get_run(finished).info.status == "RUNNING"
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert client.get_run(finished).data.tags["role"] == "training"
+    for error in (ValueError("no"), KeyboardInterrupt()):
+        with pytest.raises(type(error)), tracker.stage_run("evaluate-als") as failed:
+            raise error
+        # Ctrl-C too: a stage run has always ended FAILED when its block raised.
+        assert client.get_run(failed).info.status == "FAILED"
+
+
+def test_ending_a_run_by_how_its_block_ends(mlflow_uri):
+    tracker = Tracker("ending-runs")
+    client = MlflowClient()
+    runs = {}
+    for name in ("returned", "set", "interrupted", "raised"):
+        runs[name] = tracker.start_run(name)
+    with tracker.ending(runs["returned"], interrupted="KILLED"):
+        pass
+    with tracker.ending(runs["set"], interrupted="KILLED") as end:
+        end.status = "KILLED"  # a caught Ctrl-C: the block returns, the run was stopped
+    with (
+        pytest.raises(KeyboardInterrupt),
+        tracker.ending(runs["interrupted"], interrupted="KILLED"),
+    ):
+        raise KeyboardInterrupt
+    with pytest.raises(RuntimeError), tracker.ending(runs["raised"], interrupted="KILLED"):
+        raise RuntimeError("broken")
+    statuses = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert statuses == {
+        "returned": "FINISHED",
+        "set": "KILLED",
+        "interrupted": "KILLED",
+        "raised": "FAILED",
+    }

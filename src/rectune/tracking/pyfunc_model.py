@@ -7,6 +7,6 @@ its artifacts rather than unpickled. It is handed to MLflow as a path by
 
 from mlflow.models import set_model
 
-from rectune.tracking import RecommenderModel
+from rectune.tracking.pyfunc import RecommenderModel
 
 set_model(RecommenderModel())
