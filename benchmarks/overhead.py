@@ -68,9 +68,10 @@ from rectune.data.interactions import FeedbackConfig
 from rectune.data.splits import SplitConfig
 from rectune.data.synthetic import SyntheticConfig
 from rectune.models import fit_model
+from rectune.tuning import fitting, study
 from rectune.tuning import report as reports
-from rectune.tuning import study as tuning
-from rectune.tuning.study import TuningConfig, run_tuning
+from rectune.tuning.plan import TuningConfig
+from rectune.tuning.study import run_tuning
 
 #: Figures left out with parallel trials: the fit and evaluation times add up over
 #: threads, so what is left of the wall time is no figure (it goes negative), nor are
@@ -196,7 +197,7 @@ class Stopwatch:
     def evaluator_class(self):
         watch = self
 
-        class TimedEvaluator(tuning.Evaluator):
+        class TimedEvaluator(fitting.Evaluator):
             def __call__(self, model=None, **kwargs):
                 if watch._replaying:
                     return super().__call__(model, **kwargs)
@@ -214,7 +215,7 @@ class Stopwatch:
 def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) -> dict:
     """One study under a stopwatch; its wall time and where it went."""
     watch = Stopwatch()
-    original_evaluator = tuning.Evaluator
+    original_evaluator = fitting.Evaluator
     original_reports = reports.write_study_reports
 
     def timed_reports(*args, **kwargs):
@@ -233,16 +234,16 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         finally:
             watch.writer_cpu = watch.writer.now()  # the thread's CPU time so far
 
-    original_optimize = tuning._optimize
+    original_optimize = study.optimize
 
     def timed_optimize(*args, **kwargs):
         value, seconds = timed(lambda: original_optimize(*args, **kwargs))
         watch.add("trials", seconds)
         return value
 
-    tuning.Evaluator = watch.evaluator_class()
+    fitting.Evaluator = watch.evaluator_class()
     reports.write_study_reports = timed_reports
-    tuning._optimize = timed_optimize
+    study.optimize = timed_optimize
     tracking.Tracker._attempt = watched_attempt
     try:
         config = TuningConfig(
@@ -258,9 +259,9 @@ def run_study(folder: Path, n_trials: int, seed: int, n_jobs: int, name: str) ->
         )
         result, wall = timed(lambda: run_tuning(config, fit=watch.timed_fit))
     finally:
-        tuning.Evaluator = original_evaluator
+        fitting.Evaluator = original_evaluator
         reports.write_study_reports = original_reports
-        tuning._optimize = original_optimize
+        study.optimize = original_optimize
         tracking.Tracker._attempt = original_attempt
     pure = watch.fit + watch.evaluate
     alone = pure - watch.writer_in_fit_eval

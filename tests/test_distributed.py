@@ -25,11 +25,10 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 
 from mlflow_helpers import clean_env, mlflow_server
 from pg_helpers import CuttableProxy, database_url, fresh_database, query
-from rectune import failpoints
+from rectune import failpoints, tuning
 from rectune.tracking import PARENT_TAG
-from rectune.tuning import storage as studies
-from rectune.tuning import study as tuning
-from rectune.tuning.study import TuningConfig, read_best_hyperparameters, write_best_hyperparameters
+from rectune.tuning.best_params import read_best_hyperparameters, write_best_hyperparameters
+from rectune.tuning.plan import TuningConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
 SECRET = "s3cret-Pw"
@@ -291,9 +290,9 @@ def test_simultaneous_writers_never_lose_an_entry_or_leave_a_torn_file(tmp_path)
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optuna_db, monkeypatch):
-    storage = studies.make_storage(database_url(optuna_db), heartbeat=1)
+    storage = tuning.make_storage(database_url(optuna_db), heartbeat=1)
     clock = {"now": 0.0}
-    monkeypatch.setattr(storage, "_silent", studies.SilentTrials(3, lambda: clock["now"]))
+    monkeypatch.setattr(storage, "_silent", tuning.SilentTrials(3, lambda: clock["now"]))
     study = optuna.create_study(storage=storage, study_name="s")
     beating = "SELECT trial_id FROM trial_heartbeats"
 
@@ -308,11 +307,11 @@ def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optu
     # records none).
     plain = optuna.storages.RDBStorage(database_url(optuna_db))
     lost = optuna.load_study(study_name="s", storage=plain).ask()
-    studies.fail_stale_trials(study)
+    tuning.fail_stale_trials(study)
     clock["now"] += 3.5
     for trial in (live, taken):
         storage.record_heartbeat(trial._trial_id)
-    studies.fail_stale_trials(study)
+    tuning.fail_stale_trials(study)
     assert trial_states(optuna_db) == {0: "RUNNING", 1: "RUNNING", 2: "FAIL", 3: "WAITING"}
     assert study.trials[3].system_attrs["failed_trial"] == lost.number  # queued once more
 
@@ -320,7 +319,7 @@ def test_a_trial_beats_from_its_creation_and_one_that_never_beat_goes_stale(optu
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_heartbeats_go_on_after_a_short_outage(optuna_db, caplog):
     proxy = CuttableProxy()
-    storage = studies.make_storage(database_url(optuna_db, password=SECRET, port=proxy.port), 1)
+    storage = tuning.make_storage(database_url(optuna_db, password=SECRET, port=proxy.port), 1)
     study = optuna.create_study(storage=storage, study_name="s")
     trial_id = study.ask()._trial_id
     beat = f"SELECT heartbeat FROM trial_heartbeats WHERE trial_id = {trial_id}"
@@ -348,7 +347,7 @@ def test_lost_connection_is_retried_then_reported(
     (tmp_path / "fast.yaml").write_text(FAST_ALS)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
-    monkeypatch.setattr(tuning, "STORAGE_RETRY_DELAYS", (0.5, 0.5, 0.5, 0.5))
+    monkeypatch.setattr(tuning.loop, "STORAGE_RETRY_DELAYS", (0.5, 0.5, 0.5, 0.5))
     proxy = CuttableProxy()
     config = TuningConfig(
         model="als",

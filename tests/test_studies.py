@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from rectune.tuning import storage as studies
+from rectune import tuning
 
 
 class Clock:
@@ -22,7 +22,7 @@ class Clock:
 
 def test_a_silent_trial_is_stale_once_watched_for_the_grace_period():
     clock = Clock()
-    silent = studies.SilentTrials(3, clock)
+    silent = tuning.SilentTrials(3, clock)
     assert silent.stale(1, [7]) == []
     clock.now += 3  # not yet *more* than the grace period
     assert silent.stale(1, [7, 8]) == []
@@ -34,7 +34,7 @@ def test_a_silent_trial_is_stale_once_watched_for_the_grace_period():
 
 def test_a_trial_that_beats_is_forgotten_and_watched_afresh_if_silent_again():
     clock = Clock()
-    silent = studies.SilentTrials(3, clock)
+    silent = tuning.SilentTrials(3, clock)
     silent.stale(1, [7])
     clock.now += 2
     assert silent.stale(1, []) == []  # it beat (or finished)
@@ -46,7 +46,7 @@ def test_a_trial_that_beats_is_forgotten_and_watched_afresh_if_silent_again():
 
 def test_silent_trials_are_watched_per_study():
     clock = Clock()
-    silent = studies.SilentTrials(3, clock)
+    silent = tuning.SilentTrials(3, clock)
     silent.stale(1, [7])
     clock.now += 2
     assert silent.stale(2, [8]) == []  # another study's look does not reset study 1's
@@ -57,11 +57,11 @@ def test_silent_trials_are_watched_per_study():
 
 @pytest.fixture
 def journal(tmp_path):
-    return studies.make_storage(str(tmp_path / "optuna.journal"), heartbeat=1)
+    return tuning.make_storage(str(tmp_path / "optuna.journal"), heartbeat=1)
 
 
 def beat_of(storage, trial_id):
-    return storage.get_trial(trial_id).system_attrs.get(studies.HEARTBEAT_ATTR)
+    return storage.get_trial(trial_id).system_attrs.get(tuning.HEARTBEAT_ATTR)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -81,17 +81,17 @@ def test_a_journal_trial_beats_from_its_creation_and_when_taken_from_the_queue(j
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_journal_trial_that_never_beat_fails_after_the_grace_period(journal, monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(journal, "_silent", studies.SilentTrials(3, clock))
+    monkeypatch.setattr(journal, "_silent", tuning.SilentTrials(3, clock))
     study = optuna.create_study(storage=journal, study_name="s")
     # Created by a worker that died before its first heartbeat (a plain journal storage
     # records none).
     plain = JournalStorage(JournalFileBackend(str(journal.path)))
     lost = optuna.load_study(study_name="s", storage=plain).ask()
     live = study.ask()
-    studies.fail_stale_trials(study)
+    tuning.fail_stale_trials(study)
     clock.now += 3.5
     journal.record_heartbeat(live._trial_id)
-    studies.fail_stale_trials(study)
+    tuning.fail_stale_trials(study)
 
     states = {t._trial_id: t.state.name for t in journal.get_all_trials(study._study_id)}
     assert states[lost._trial_id] == "FAIL"
@@ -101,7 +101,7 @@ def test_a_journal_trial_that_never_beat_fails_after_the_grace_period(journal, m
 
 
 def _journal_with_trials(path, n=3):
-    storage = studies.make_storage(str(path), heartbeat=1)
+    storage = tuning.make_storage(str(path), heartbeat=1)
     study = optuna.create_study(storage=storage, study_name="s")
     for i in range(n):
         study.enqueue_trial({"x": float(i)})
@@ -110,7 +110,7 @@ def _journal_with_trials(path, n=3):
 
 
 def _values(path):
-    storage = studies.make_storage(str(path), heartbeat=1)
+    storage = tuning.make_storage(str(path), heartbeat=1)
     return [t.value for t in optuna.load_study(study_name="s", storage=storage).trials]
 
 
@@ -123,7 +123,7 @@ def test_a_torn_last_journal_record_is_cut_and_the_study_goes_on(tmp_path, caplo
     assert "cut a torn last record (50 bytes)" in caplog.text
     assert path.read_bytes().endswith(b"}\n")
     # Appends go on from a whole line: a later process reads every record.
-    storage = studies.make_storage(str(path), heartbeat=1)
+    storage = tuning.make_storage(str(path), heartbeat=1)
     optuna.load_study(study_name="s", storage=storage).optimize(lambda t: 7.0, n_trials=1)
     assert _values(path) == [*values, 7.0]
 
@@ -147,7 +147,7 @@ def test_a_lock_left_by_a_killed_process_is_removed_at_once(tmp_path, caplog):
     old = time.time() - 60
     os.utime(lock, (old, old), follow_symlinks=False)
     started = time.monotonic()
-    storage = studies.make_storage(str(path), heartbeat=1)
+    storage = tuning.make_storage(str(path), heartbeat=1)
     optuna.load_study(study_name="s", storage=storage).optimize(lambda t: 1.0, n_trials=1)
     assert time.monotonic() - started < 5  # Optuna alone waits 30 s for it
     assert "removed the lock" in caplog.text and "by a killed process" in caplog.text

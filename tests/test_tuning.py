@@ -16,14 +16,15 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
+from rectune import tuning
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar
 from rectune.tuning import sharing
-from rectune.tuning import storage as studies
-from rectune.tuning import study as tuning
+from rectune.tuning.best_params import provenance_path
 from rectune.tuning.checkpoints import checkpoint_iterations
-from rectune.tuning.study import TuningConfig, parse_objectives, provenance_path, run_tuning
+from rectune.tuning.plan import TuningConfig, parse_objectives
+from rectune.tuning.study import run_tuning
 
 SMALL_ALS = """model: als
 parameters:
@@ -369,7 +370,7 @@ def test_ctrl_c_stops_the_parallel_trial_beside_it(tune, tmp_path):
     assert result.interrupted
     trials = result.study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
-    assert trials[3].user_attrs["error"] == studies.INTERRUPTED  # stopped, not fitted out
+    assert trials[3].user_attrs["error"] == tuning.INTERRUPTED  # stopped, not fitted out
     client = MlflowClient()
     for trial in trials[2:]:
         assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "KILLED"
@@ -547,7 +548,7 @@ def test_gp_sampler_without_torch_says_how_to_get_it(tmp_path, monkeypatch, synt
 
 
 def _write_many(output, prefix, count, barrier):
-    from rectune.tuning.study import write_best_hyperparameters
+    from rectune.tuning.best_params import write_best_hyperparameters
 
     barrier.wait()  # start both writers together so their writes interleave
     for i in range(count):
@@ -977,12 +978,12 @@ def test_a_sqlite_file_given_as_a_path_is_refused(tune, tmp_path):
 def test_a_dead_workers_trial_in_a_journal_file_is_failed_and_retried(tune, tmp_path):
     first = tune(n_trials=2)
     # A worker that died mid-trial: its trial stays RUNNING, its heartbeat long silent.
-    storage = studies.make_storage(first.config.resolved_storage)
+    storage = tuning.make_storage(first.config.resolved_storage)
     study = optuna.load_study(study_name=first.study.study_name, storage=storage)
     dead = study.ask({"factors": optuna.distributions.CategoricalDistribution([8, 16])})
     dead.suggest_categorical("regularization", [0.1, 1.0])
     dead.suggest_categorical("iterations", [4, 8])
-    storage.set_trial_system_attr(dead._trial_id, studies.HEARTBEAT_ATTR, time.time() - 100)
+    storage.set_trial_system_attr(dead._trial_id, tuning.HEARTBEAT_ATTR, time.time() - 100)
     assert storage.get_trial(dead._trial_id).state.name == "RUNNING"
 
     result = tune(n_trials=3)
@@ -993,21 +994,21 @@ def test_a_dead_workers_trial_in_a_journal_file_is_failed_and_retried(tune, tmp_
     assert retries[0].state.name == "COMPLETE"
     assert retries[0].params == trials[dead.number].params
     # The retry does not inherit the dead worker's last heartbeat.
-    assert retries[0].system_attrs[studies.HEARTBEAT_ATTR] > time.time() - 60
+    assert retries[0].system_attrs[tuning.HEARTBEAT_ATTR] > time.time() - 60
     assert any(f"trial(s) {dead.number} had stopped sending heartbeats" in n for n in result.notes)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_live_trials_heartbeat_keeps_it_running(tmp_path):
-    handler = studies.StaleTrialHandler()
-    storage = studies.make_storage(str(tmp_path / "optuna.journal"), heartbeat=1, on_stale=handler)
+    handler = tuning.StaleTrialHandler()
+    storage = tuning.make_storage(str(tmp_path / "optuna.journal"), heartbeat=1, on_stale=handler)
     study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
-    studies.fail_stale_trials(study)
+    tuning.fail_stale_trials(study)
     assert storage.get_trial(trial._trial_id).state.name == "RUNNING"
-    storage.set_trial_system_attr(trial._trial_id, studies.HEARTBEAT_ATTR, time.time() - 3.5)
-    studies.fail_stale_trials(study)  # silent for more than 3 heartbeats of 1 s
+    storage.set_trial_system_attr(trial._trial_id, tuning.HEARTBEAT_ATTR, time.time() - 3.5)
+    tuning.fail_stale_trials(study)  # silent for more than 3 heartbeats of 1 s
     assert storage.get_trial(trial._trial_id).state.name == "FAIL"
 
 
@@ -1019,7 +1020,7 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(t
     # the trial's first heartbeat: a plain journal storage records no heartbeat.
     plain = JournalStorage(JournalFileBackend(first.config.resolved_storage))
     silent = optuna.load_study(study_name=first.study.study_name, storage=plain).ask()
-    assert studies.HEARTBEAT_ATTR not in plain.get_trial(silent._trial_id).system_attrs
+    assert tuning.HEARTBEAT_ATTR not in plain.get_trial(silent._trial_id).system_attrs
 
     started = time.monotonic()
     result = tune(n_trials=3, heartbeat=1)  # stale after 3 s of silence
@@ -1043,8 +1044,8 @@ def lost(statement: str) -> sqlalchemy.exc.OperationalError:
 def test_a_connection_lost_while_optuna_records_a_result_is_retried(tune, monkeypatch, caplog):
     # Optuna 5.0.0 raises an UnboundLocalError when the storage fails both to record a
     # trial's result and to read the trial back; the loss of connection is underneath.
-    monkeypatch.setattr(tuning, "STORAGE_RETRY_DELAYS", (0.1,) * 4)
-    record, read = studies.JournalFile.set_trial_state_values, studies.JournalFile.get_trial
+    monkeypatch.setattr(tuning.loop, "STORAGE_RETRY_DELAYS", (0.1,) * 4)
+    record, read = tuning.JournalFile.set_trial_state_values, tuning.JournalFile.get_trial
     armed = {"record": True, "read": False}
 
     def failing_record(self, trial_id, state, values=None):
@@ -1059,8 +1060,8 @@ def test_a_connection_lost_while_optuna_records_a_result_is_retried(tune, monkey
             raise lost("SELECT trials")
         return read(self, trial_id)
 
-    monkeypatch.setattr(studies.JournalFile, "set_trial_state_values", failing_record)
-    monkeypatch.setattr(studies.JournalFile, "get_trial", failing_read)
+    monkeypatch.setattr(tuning.JournalFile, "set_trial_state_values", failing_record)
+    monkeypatch.setattr(tuning.JournalFile, "get_trial", failing_read)
     result = tune(n_trials=3, heartbeat=1)
 
     # Trial 0's result was lost with the connection: it went stale, failed and was run
@@ -1089,28 +1090,28 @@ def wrapped(driver_error: BaseException) -> optuna.exceptions.StorageInternalErr
 
 def test_lost_connection_finds_the_drivers_error_under_what_was_raised_after_it():
     driver = lost("SELECT 1")
-    assert studies.lost_connection(driver) is driver
-    assert studies.lost_connection(wrapped(driver)) is driver
+    assert tuning.lost_connection(driver) is driver
+    assert tuning.lost_connection(wrapped(driver)) is driver
     # Optuna's bookkeeping failing in turn while it handled the lost connection.
-    assert studies.lost_connection(while_handling(UnboundLocalError("x"), driver)) is driver
-    assert studies.lost_connection(while_handling(KeyError("y"), wrapped(driver))) is driver
+    assert tuning.lost_connection(while_handling(UnboundLocalError("x"), driver)) is driver
+    assert tuning.lost_connection(while_handling(KeyError("y"), wrapped(driver))) is driver
 
-    assert studies.lost_connection(ValueError("bad value")) is None
-    assert studies.lost_connection(while_handling(KeyError("y"), ValueError("z"))) is None
+    assert tuning.lost_connection(ValueError("bad value")) is None
+    assert tuning.lost_connection(while_handling(KeyError("y"), ValueError("z"))) is None
     # Optuna wraps every database error, not only lost connections.
     bad_data = sqlalchemy.exc.DataError("INSERT", {}, Exception("value too long"))
-    assert studies.lost_connection(wrapped(bad_data)) is None
+    assert tuning.lost_connection(wrapped(bad_data)) is None
     # `raise ... from None` says the error handled is not the cause.
     unrelated = while_handling(KeyError("y"), driver)
     unrelated.__suppress_context__ = True
-    assert studies.lost_connection(unrelated) is None
+    assert tuning.lost_connection(unrelated) is None
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_shared_trial_that_could_not_be_recorded_goes_stale_and_is_retried(tune, monkeypatch):
     # The connection drops just as a fit records its trial at a smaller iteration count.
-    number_of = studies.JournalFile.get_trial_number_from_id
+    number_of = tuning.JournalFile.get_trial_number_from_id
     armed = [True]
 
     def failing_number_of(self, trial_id):
@@ -1119,7 +1120,7 @@ def test_a_shared_trial_that_could_not_be_recorded_goes_stale_and_is_retried(tun
             raise lost("SELECT trials.number")
         return number_of(self, trial_id)
 
-    monkeypatch.setattr(studies.JournalFile, "get_trial_number_from_id", failing_number_of)
+    monkeypatch.setattr(tuning.JournalFile, "get_trial_number_from_id", failing_number_of)
     result = tune(n_trials=3, heartbeat=1)
     assert not armed[0]
 
@@ -1235,14 +1236,14 @@ def test_provenance_is_used_only_with_the_parameters_it_was_written_for(tmp_path
     tuning.write_best_hyperparameters(output, "als", {"factors": 8}, {"study_name": "a"})
     assert tuning.matching_provenance(output, "als")["study_name"] == "a"
     # Killed after the provenance of a second study and before its parameters.
-    real = tuning.write_json_atomic
+    real = tuning.best_params.write_json_atomic
 
     def killed_at_the_second_write(path, payload):
         if path == output:
             raise KeyboardInterrupt
         real(path, payload)
 
-    monkeypatch.setattr(tuning, "write_json_atomic", killed_at_the_second_write)
+    monkeypatch.setattr(tuning.best_params, "write_json_atomic", killed_at_the_second_write)
     with pytest.raises(KeyboardInterrupt):
         tuning.write_best_hyperparameters(output, "als", {"factors": 16}, {"study_name": "b"})
     monkeypatch.undo()

@@ -13,13 +13,14 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import optuna
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from rectune.tuning.storage import StudyProgress
+if TYPE_CHECKING:  # rectune.tuning imports this module
+    from rectune.tuning.storage import StudyProgress
 
 
 class StudyBar:

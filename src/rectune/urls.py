@@ -129,9 +129,16 @@ def protect(*urls: str | None) -> None:
             redact_url(url)
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line with any password in it redacted."""
+    text = str(err).strip()
+    return redact_text(text.splitlines()[0] if text else type(err).__name__)
+
+
 __all__ = [
     "REDACTED",
     "SECRET_PARAMETERS",
+    "first_line",
     "has_raw_at_in_password",
     "protect",
     "redact_text",

@@ -14,6 +14,7 @@ from rectune.data.build import (
     LoadedSource,
     SourceSpec,
     build_dataset,
+    load_or_build,
     load_source,
 )
 from rectune.data.interactions import (
@@ -81,6 +82,7 @@ __all__ = [
     "generate_interactions",
     "holdout_mask",
     "load_dataset",
+    "load_or_build",
     "load_source",
     "movielens",
     "per_user_folds",

@@ -26,8 +26,9 @@ from rectune.data.interactions import (
     validate_interactions,
 )
 from rectune.data.splits import SplitConfig, split_interactions
-from rectune.data.store import save_dataset
-from rectune.errors import ConfigError
+from rectune.data.store import SplitDataset, load_dataset, save_dataset
+from rectune.data.synthetic import SyntheticConfig
+from rectune.errors import ConfigError, DatasetNotFoundError
 
 SYNTHETIC = "synthetic"
 #: ``--dataset`` choices; a local file is given with ``--input`` instead.
@@ -167,3 +168,26 @@ def build_dataset(
         interactions.item_ids,
         manifest,
     )
+
+
+def load_or_build(dataset: str, data_dir: Path, seed: int) -> SplitDataset:
+    """Load the processed ``dataset``; build it first where it is the default synthetic
+    one and missing (so the pipeline runs offline with no split step).
+
+    Raises
+    ------
+    DatasetNotFoundError
+        When any other dataset has not been split yet.
+    """
+    try:
+        return load_dataset(dataset, data_dir=data_dir)
+    except DatasetNotFoundError:
+        if dataset != SYNTHETIC:
+            raise
+    build_dataset(
+        SourceSpec(synthetic=SyntheticConfig(seed=seed)),
+        FeedbackConfig(),
+        SplitConfig(seed=seed),
+        data_dir=data_dir,
+    )
+    return load_dataset(dataset, data_dir=data_dir)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 #: Checkpoints in a row without a new best after which a budget fit stops.
 DEFAULT_PATIENCE = 3
 #: Checkpoints per trial.
@@ -145,11 +147,9 @@ def best_of_folds(curves: Sequence[Curve]) -> int:
     return max(common, key=lambda s: (mean[s], -s))
 
 
-__all__ = [
-    "DEFAULT_CHECKPOINTS",
-    "DEFAULT_PATIENCE",
-    "CheckpointPlan",
-    "Curve",
-    "best_of_folds",
-    "checkpoint_iterations",
-]
+def mean_of_folds(records: list[dict[str, float]], sums: tuple[str, ...] = ()) -> dict[str, float]:
+    """Per-key mean over folds; the keys in ``sums`` are summed (seconds)."""
+    return {
+        name: float((np.sum if name in sums else np.mean)([r[name] for r in records]))
+        for name in records[0]
+    }

@@ -39,7 +39,7 @@ from optuna.storages._heartbeat import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-Objective = Callable[[optuna.Trial], float | Sequence[float]]
+TrialFunction = Callable[[optuna.Trial], float | Sequence[float]]
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
@@ -102,7 +102,7 @@ class _Running:
 
 def optimize_in_order(
     study: optuna.Study,
-    func: Objective,
+    func: TrialFunction,
     *,
     n_jobs: int,
     n_trials: int | None = None,
@@ -175,7 +175,7 @@ def optimize_in_order(
 
 def _start(
     study: optuna.Study,
-    func: Objective,
+    func: TrialFunction,
     pool: ThreadPoolExecutor,
     prepare: Callable[[optuna.Trial], Any] | None,
 ) -> _Running:
@@ -197,7 +197,7 @@ def _start(
 
 
 def _call(
-    study: optuna.Study, func: Objective, trial: optuna.Trial
+    study: optuna.Study, func: TrialFunction, trial: optuna.Trial
 ) -> tuple[TrialState, Any, BaseException | None]:
     study._thread_local.in_optimize_loop = True
     try:
@@ -221,6 +221,3 @@ def _tell(study: optuna.Study, running: _Running, state: TrialState, values: Any
 
 def _now() -> float:
     return time.monotonic()
-
-
-__all__ = ["InTrialOrder", "in_trial_order", "optimize_in_order"]

@@ -118,6 +118,3 @@ def make_pruner(name: str, max_iterations: int) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
-
-
-__all__ = ["DEFAULT_PRUNER", "PRUNERS", "RungPruner", "make_pruner", "warmup_iterations"]

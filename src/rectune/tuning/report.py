@@ -25,6 +25,7 @@ import optuna
 
 from rectune._html import html_page, html_table
 from rectune._io import write_json_atomic, write_text_atomic
+from rectune.tuning.attributes import ERROR, REUSED_FROM
 
 #: Imported by the report on first use: about 1.7 s of a fresh process (scikit-learn
 #: for fANOVA, plotly through Optuna's plots).
@@ -134,8 +135,8 @@ def _trial_rows(study: optuna.Study) -> list[list[Any]]:
         duration = f"{t.duration.total_seconds():.2f}" if t.duration else ""
         note = (
             f"reused trial {t.user_attrs['reused_from']}"
-            if "reused_from" in t.user_attrs
-            else t.user_attrs.get("error", "")
+            if REUSED_FROM in t.user_attrs
+            else t.user_attrs.get(ERROR, "")
         )
         params = ", ".join(f"{k}={v}" for k, v in t.params.items())
         rows.append([t.number, t.state.name, values, params, duration, note])

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rectune.errors import ConfigError
 from rectune.tuning import sharing
-from rectune.tuning import storage as studies
+from rectune.tuning.attributes import same_value
 from rectune.tuning.search_space import SearchSpace
 
 #: Larger grids are left to the inner sampler alone (duplicates there are rare, and a
@@ -39,6 +39,8 @@ _TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState
 #: use up the study. Failures count per combination of the searched parameters, whatever
 #: the fixed ones or the device were (a study resumed on another device keeps them).
 FAILURES_TO_GIVE_UP = 2
+
+from rectune.tuning.attributes import ERROR, INTERRUPTED, PARAMS
 
 
 def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -195,13 +197,13 @@ class DistinctSampler(optuna.samplers.BaseSampler):
             counted = trial.state in _TRIED or trial.state == TrialState.FAIL
             if not counted or trial.number == exclude:
                 continue
-            point = self._point(trial.user_attrs.get("params", trial.params))
+            point = self._point(trial.user_attrs.get(PARAMS, trial.params))
             if point is None:
                 continue
             index = np.ravel_multi_index(point, self._shape)
             if trial.state != TrialState.FAIL:
                 tried[index] = True
-            elif trial.user_attrs.get("error") != studies.INTERRUPTED:
+            elif trial.user_attrs.get(ERROR) != INTERRUPTED:
                 # (A trial the user stopped says nothing of its combination.)
                 failures[index] += 1
         return tried | (failures >= FAILURES_TO_GIVE_UP)
@@ -248,11 +250,7 @@ def _index(values: list[Any], value: Any) -> int | None:
     for index, candidate in enumerate(values):
         if candidate == value and isinstance(candidate, bool) == isinstance(value, bool):
             return index
-    if isinstance(value, float):
-        for index, candidate in enumerate(values):
-            if isinstance(candidate, float) and math.isclose(candidate, value, rel_tol=1e-9):
-                return index
+    for index, candidate in enumerate(values):
+        if same_value(candidate, value):
+            return index
     return None
-
-
-__all__ = ["FAILURES_TO_GIVE_UP", "MAX_COMBINATIONS", "DistinctSampler", "make_sampler"]

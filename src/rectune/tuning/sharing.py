@@ -21,15 +21,32 @@ be a categorical parameter (a fixed, small set of values); it is off otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
+from rectune.tracking import PendingRun, Tracker
+from rectune.tuning.attributes import (
+    FIT_SECONDS,
+    ITERATIONS,
+    METRICS,
+    PARAMS,
+    RUN_ID,
+    SHARED_FIT_OF,
+    same_value,
+)
+from rectune.tuning.checkpoints import mean_of_folds
 from rectune.tuning.search_space import SearchSpace
-from rectune.tuning.storage import SHARED_FIT_OF
+from rectune.tuning.storage import StudyProgress
 
-ITERATIONS = "iterations"
+if TYPE_CHECKING:
+    from rectune.tuning.fitting import FitRecord
+    from rectune.tuning.plan import Objective, TuningConfig
+
 #: Trials whose value is known, or on its way (WAITING: a retry, queued). A PRUNED
 #: trial's is not: a longer fit that passes its iteration count records the exact value.
 _KNOWN = (
@@ -68,9 +85,9 @@ def pending_iterations(
         int(p[ITERATIONS])
         for t in trials
         if t.state in _KNOWN
-        and (p := t.user_attrs.get("params", t.params)).keys() == params.keys()
+        and (p := t.user_attrs.get(PARAMS, t.params)).keys() == params.keys()
         and ITERATIONS in p
-        and all(p[key] == value for key, value in params.items() if key != ITERATIONS)
+        and all(same_value(p[key], value) for key, value in params.items() if key != ITERATIONS)
     }
     pending = sorted((w for w in wanted if w not in known), reverse=True)
     return pending if room is None else pending[: max(room, 0)]
@@ -110,10 +127,142 @@ class GridSampler(optuna.samplers.GridSampler):
         return {"search_space": self._search_space, "grid_id": self._all_grids.index(point)}
 
 
-__all__ = [
-    "ITERATIONS",
-    "SHARED_FIT_OF",
-    "GridSampler",
-    "iteration_choices",
-    "pending_iterations",
-]
+@dataclass(frozen=True)
+class SharedTrial:
+    """A trial recorded from another's fit (iteration sharing), running until the fit ends."""
+
+    trial_id: int
+    number: int
+    values: list[float]
+    run_id: PendingRun
+    heartbeat: BaseHeartbeatThread
+
+
+class IterationSharing:
+    """Iteration sharing for one worker: which smaller counts a fit records, recording
+    them as trials while the fit runs, and completing them when it ends.
+
+    ``choices`` is ``None`` where sharing is off (then :meth:`pending` is always empty).
+    ``start_run(number, record_id, **tags)`` makes a trial's MLflow run behind the fit;
+    ``sampling()`` is the study's sampling lock.
+    """
+
+    def __init__(
+        self,
+        choices: tuple[int, ...] | None,
+        config: TuningConfig,
+        objectives: tuple[Objective, ...],
+        tracker: Tracker,
+        start_run: Callable[..., PendingRun],
+        sampling: Callable[[], contextlib.AbstractContextManager[Any]],
+    ) -> None:
+        self.choices = choices
+        self.config = config
+        self.objectives = objectives
+        self.tracker = tracker
+        self._start_run = start_run
+        self._sampling = sampling
+        #: Numbers of the trials this worker recorded from its fits.
+        self.shared: list[int] = []
+
+    def pending(self, trials: list[optuna.trial.FrozenTrial], params: dict[str, Any]) -> list[int]:
+        """The smaller ``iterations`` choices this trial's fit will record (sharing)."""
+        if self.choices is None:
+            return []
+        room = None
+        if self.config.n_trials is not None and self.config.count_shared:
+            progress = StudyProgress.of_trials(trials, count_shared=True)  # this one runs
+            room = self.config.n_trials - progress.finished - progress.running
+        return pending_iterations(trials, params, self.choices, room)
+
+    def record(
+        self, trial: optuna.Trial, params: dict[str, Any], fits: list[FitRecord], w: int
+    ) -> SharedTrial | None:
+        """Start recording the fit's scores at ``w`` iterations as a trial of its own.
+
+        Done as soon as every fold reached ``w``, while the fit goes on, so its MLflow run
+        is made behind the fit; the trial runs (with a heartbeat, like any other) until
+        :meth:`complete`. ``None`` when the study has no room left for it.
+        """
+        study = trial.study
+        if self.config.n_trials is not None and self.config.count_shared:
+            # Other workers may have filled the study since this fit began.
+            progress = StudyProgress.of(study, count_shared=True)  # this trial runs
+            if progress.finished + progress.running >= self.config.n_trials:
+                return None
+        grid = study.sampler if isinstance(study.sampler, GridSampler) else None
+        metrics = mean_of_folds([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
+        full = {**params, ITERATIONS: w}
+        storage = study._storage
+        # Under the sampling lock, and only if no trial has taken the combination since
+        # the fit began (another worker may have sampled it meanwhile).
+        with self._sampling():
+            now = study.get_trials(deepcopy=False)
+            if not pending_iterations(now, params, [w], None):
+                return None
+            # Straight to the storage (as Study.add_trial does), running, to learn its
+            # number, which names its MLflow run.
+            trial_id = storage.create_new_trial(
+                study._study_id,
+                template_trial=optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.RUNNING,
+                    params={name: full[name] for name in trial.params},
+                    distributions=trial.distributions,
+                    user_attrs={
+                        PARAMS: full,
+                        METRICS: metrics,
+                        SHARED_FIT_OF: trial.number,
+                    },
+                    system_attrs=grid.system_attrs(full) if grid else None,
+                ),
+            )
+        number = storage.get_trial_number_from_id(trial_id)
+        # It beats until completed, like the trial whose fit it comes from: were this
+        # worker killed, it would go stale and be retried, not be left running.
+        heartbeat = get_heartbeat_thread(trial_id, storage)
+        heartbeat.start()
+        try:
+            run_id = self._start_run(
+                number,
+                lambda made: storage.set_trial_user_attr(trial_id, RUN_ID, made),
+                shared_fit_of_trial=trial.number,
+                state="COMPLETE",
+            )
+            self.tracker.log(run_id, params=full, metrics=metrics)
+            self.tracker.end_run(run_id, "FINISHED")
+        except BaseException:
+            # Not to be completed: it must stop beating, go stale and be retried, not
+            # beat for ever while every worker waits for it.
+            heartbeat.join()
+            raise
+        values = [metrics[o.name] for o in self.objectives]
+        return SharedTrial(trial_id, number, values, run_id, heartbeat)
+
+    def complete(self, trial: optuna.Trial, recorded: list[SharedTrial]) -> None:
+        """Complete the trials a fit recorded, once each has its run id.
+
+        They beat until then: an MLflow slow to make their runs (down for a while, say)
+        must not make them look stale to other workers. One that another worker failed
+        as stale all the same is left failed (its parameters are queued again), with its
+        run ended to match, and the fit's own trial goes on.
+        """
+        try:
+            for shared in recorded:
+                shared.run_id.wait()
+        finally:
+            for shared in recorded:  # no heartbeat thread outlives its fit
+                shared.heartbeat.join()
+        storage = trial.study._storage
+        for shared in recorded:
+            try:
+                storage.set_trial_state_values(
+                    shared.trial_id, optuna.trial.TrialState.COMPLETE, shared.values
+                )
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self.tracker.set_tags(
+                    shared.run_id,
+                    {"state": "FAIL", "error": "failed as stale by another worker first"},
+                )
+                self.tracker.end_run(shared.run_id, "KILLED")
+                continue
+            self.shared.append(shared.number)

@@ -21,16 +21,12 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import json
 import logging
-import os
 import random
 import re
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,38 +38,31 @@ from optuna.storages import BaseStorage
 
 # Optuna's heartbeat interface, which RDBStorage implements, and the RDB storage's tables;
 # not exported (pinned 5.0.0).
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
-from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
-from rectune._io import database_lock, file_lock, write_bytes_atomic
+from rectune._io import database_lock, file_lock
 from rectune.errors import ConfigError, RectuneError
-from rectune.urls import has_raw_at_in_password, redact_text, redact_url
+from rectune.tuning.attributes import SHARED_FIT_OF, STUDY_ATTR
+from rectune.tuning.heartbeats import (
+    DEFAULT_HEARTBEAT,
+    GRACE_FACTOR,
+    BeatFromTheStart,
+    SilentTrials,
+    StaleTrialHandler,
+)
+from rectune.tuning.journal import JournalFile, open_journal
+from rectune.urls import first_line, has_raw_at_in_password, redact_url
 
 log = logging.getLogger(__name__)
 
-#: Key in the study's user attributes describing what the study optimises.
-STUDY_ATTR = "rectune"
-#: Seconds between a running trial's heartbeats; a trial is stale after GRACE_FACTOR of them.
-DEFAULT_HEARTBEAT = 10
-GRACE_FACTOR = 3
 #: The database driver's errors (through SQLAlchemy) meaning the storage could not be
 #: reached, as opposed to bad input; Optuna raises them wrapped (see lost_connection).
 CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-#: The ``error`` user attribute of a trial the user stopped (Ctrl-C): no fault of its
-#: parameters.
-INTERRUPTED = "interrupted"
-#: User attribute of a trial recorded from another trial's fit: that trial's number.
-SHARED_FIT_OF = "shared_fit_of"
-#: System attribute of a journal file's running trial: its last heartbeat (Unix time).
-HEARTBEAT_ATTR = "rectune:heartbeat"
 _CREATE_ATTEMPTS = 5
-_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class StorageUnavailableError(RectuneError):
@@ -119,85 +108,7 @@ def lost_connection(err: BaseException) -> BaseException | None:
     return None
 
 
-def first_line(err: BaseException) -> str:
-    """An exception's first line with any password in it redacted."""
-    text = str(err).strip()
-    return redact_text(text.splitlines()[0] if text else type(err).__name__)
-
-
-class StaleTrialHandler:
-    """Called by Optuna for each trial it fails for lack of heartbeats.
-
-    ``on_stale`` hooks run first (the tuner ends the trial's MLflow run there); then the
-    trial's parameters are queued again, once (:class:`optuna.storages.
-    RetryHeartbeatStaleTrialCallback` with ``max_retry=1``).
-    """
-
-    def __init__(self) -> None:
-        self.on_stale: list[Callable[[FrozenTrial], None]] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        for hook in self.on_stale:
-            hook(trial)
-        # The retry copies the attributes. The user attributes are the dead trial's own
-        # (its MLflow run id, its metrics so far, the fit it was shared from), and its
-        # worker's last heartbeat would make the retry look stale the moment it starts.
-        trial = copy.copy(trial)
-        trial.user_attrs = {}
-        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
-        self._retry(study, trial)
-
-
-class SilentTrials:
-    """Running trials that never sent a heartbeat, and since when this worker saw them.
-
-    Optuna calls a trial stale only when its last heartbeat is old, so a trial whose
-    worker was killed or cut off after creating it and before its first heartbeat would
-    run for ever, and workers waiting for the study to fill would wait for it for ever.
-    Trials beat from the moment they run (see :class:`Database` and
-    :class:`JournalFile`), so a silent one has lost its worker; it is stale once this
-    worker has watched it silent for ``grace_period`` seconds, on this worker's clock
-    (no clocks of two machines compared).
-    """
-
-    def __init__(self, grace_period: float, clock: Callable[[], float] = time.monotonic):
-        self.grace_period = grace_period
-        self._clock = clock
-        self._since: dict[int, dict[int, float]] = {}  # study id -> trial id -> first seen
-        self._lock = threading.Lock()  # parallel trials of one process look too
-
-    def stale(self, study_id: int, silent: Iterable[int]) -> list[int]:
-        """Of study ``study_id``'s trials now ``silent`` (ids read just before), those
-        silent for the grace period."""
-        now = self._clock()
-        with self._lock:
-            seen = self._since.get(study_id, {})
-            seen = self._since[study_id] = {t: seen.get(t, now) for t in silent}
-        return [t for t, since in seen.items() if now - since > self.grace_period]
-
-
-class _BeatFromTheStart:
-    """A heartbeat storage whose trials beat from the moment they run.
-
-    Optuna records a trial's first heartbeat only once ``study.ask()`` has returned, and
-    never calls a trial with no heartbeat stale; see :class:`SilentTrials`. Creating a
-    running trial beats too (:class:`Database` and :class:`JournalFile` each at their
-    storage's point of creation).
-    """
-
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == TrialState.RUNNING:  # a waiting trial taken to run
-            self.record_heartbeat(trial_id)
-        return changed
-
-
-class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
+class Database(BeatFromTheStart, optuna.storages.RDBStorage):
     """Optuna's RDB storage (a database URL), with heartbeats that leave no trial behind.
 
     Trials beat from the moment they run, a trial that never beat goes stale too
@@ -271,160 +182,6 @@ class Database(_BeatFromTheStart, optuna.storages.RDBStorage):
         return old + self._silent.stale(study_id, [t for t, at in beats.items() if at is None])
 
 
-class JournalFile(_BeatFromTheStart, JournalStorage, BaseHeartbeat):
-    """An Optuna journal file with heartbeats: studies of one machine's processes.
-
-    Every change is one appended JSON line (under a file lock, so several processes may
-    share the file); reads come from the state replayed in memory. A running trial's
-    heartbeat is its system attribute :data:`HEARTBEAT_ATTR`; a trial silent for
-    ``grace_period`` seconds is stale (clocks of one machine agree).
-    """
-
-    def __init__(
-        self, path: Path, heartbeat: int, grace_period: int, on_stale: StaleTrialHandler
-    ) -> None:
-        self.path = path
-        #: What messages show (a path holds no password).
-        self.url = str(path)
-        self._heartbeat = heartbeat
-        self._grace_period = grace_period
-        self._on_stale = on_stale
-        self._silent = SilentTrials(grace_period)
-        super().__init__(JournalFileBackend(str(path)))
-
-    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        trial_id = super().create_new_trial(study_id, template_trial)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            self.record_heartbeat(trial_id)  # beats from the start; see SilentTrials
-        return trial_id
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now = time.time()
-        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        beats = {t._trial_id: t.system_attrs.get(HEARTBEAT_ATTR) for t in running}
-        old = [
-            t for t, beat in beats.items() if beat is not None and now - beat > self._grace_period
-        ]
-        return old + self._silent.stale(study_id, [t for t, beat in beats.items() if beat is None])
-
-    def get_heartbeat_interval(self) -> int:
-        return self._heartbeat
-
-    def get_heartbeat_stale_trial_callback(self) -> StaleTrialHandler:
-        return self._on_stale
-
-
-def _check_journal_line(path: Path, line: bytes) -> None:
-    """Refuse a file whose first line is not an Optuna journal operation."""
-    try:
-        entry = json.loads(line)
-        error = None if isinstance(entry, dict) and "op_code" in entry else "no op_code"
-    except ValueError as err:  # not JSON (or not text)
-        error = first_line(err)
-    if error is not None:
-        raise ConfigError(
-            f"--storage {path} is not an Optuna journal file ({error}); give a new path, "
-            "or a database URL"
-        )
-
-
-#: A journal's lock this old was left by a killed process: an append holds it for
-#: milliseconds. (Optuna breaks it after 30 s of waiting, silently.)
-STALE_LOCK_SECONDS = 10.0
-_RECORD_START = b'{"op_code"'
-
-
-def mend_journal(path: Path) -> list[str]:
-    """Mend what a process killed while writing to journal ``path`` leaves behind, and
-    return what was done (also logged as warnings).
-
-    * A lock file older than :data:`STALE_LOCK_SECONDS` is removed.
-    * A torn last record (no line end: the process died mid-append) is cut off. Left
-      there, the next append would run on from it and make a line that Optuna cannot
-      read, and the journal would be broken for good.
-    * A line that is such a torn record with a whole one appended to it keeps only
-      the whole record.
-    """
-    done = []
-    lock = Path(f"{path}{LOCK_FILE_SUFFIX}")
-    with contextlib.suppress(FileNotFoundError):
-        age = time.time() - os.lstat(lock).st_mtime
-        if age > STALE_LOCK_SECONDS:
-            lock.unlink(missing_ok=True)
-            done.append(f"removed the lock {lock}, left {age:.0f} s ago by a killed process")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        data = b""
-    if data and (not data.endswith(b"\n") or data.count(_RECORD_START) > data.count(b"\n")):
-        journal_lock = JournalFileSymlinkLock(str(path))
-        journal_lock.acquire()
-        try:
-            data = path.read_bytes()  # as it is now, under the lock
-            lines = data.split(b"\n")
-            torn = lines.pop()  # after the last line end: empty, or a torn record
-            mended = [_whole_record(line) for line in lines]
-            if torn or mended != lines:
-                write_bytes_atomic(path, b"".join(line + b"\n" for line in mended))
-                if torn:
-                    done.append(
-                        f"cut a torn last record ({len(torn)} bytes) from {path}; a process "
-                        "was killed while writing it"
-                    )
-                if mended != lines:
-                    count = sum(a != b for a, b in zip(mended, lines, strict=True))
-                    done.append(f"mended {count} record(s) of {path} run on from torn ones")
-        finally:
-            journal_lock.release()
-    for line in done:
-        log.warning(line)
-    return done
-
-
-def _whole_record(line: bytes) -> bytes:
-    """``line``, or its last whole JSON record where a torn one runs into it."""
-    with contextlib.suppress(ValueError):
-        json.loads(line)
-        return line
-    start = line.rfind(_RECORD_START)
-    if start > 0:
-        with contextlib.suppress(ValueError):
-            json.loads(line[start:])
-            return line[start:]
-    return line  # left for Optuna to refuse, with its own message
-
-
-def _open_journal(path: Path, heartbeat: int, on_stale: StaleTrialHandler | None) -> JournalFile:
-    """A journal file (made if missing, mended if a killed process left it torn; see
-    :func:`mend_journal`), or a ConfigError naming what is wrong with it."""
-    try:
-        with open(path, "rb") as handle:
-            first = handle.readline(1 << 16)  # enough for one journal line
-    except FileNotFoundError:
-        first = b""
-    except OSError as err:
-        raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
-    if first.startswith(_SQLITE_HEADER):
-        raise ConfigError(
-            f"--storage {path} is a SQLite database, not an Optuna journal file; "
-            f"give it as a URL: sqlite:///{path.resolve()}"
-        )
-    if first:
-        _check_journal_line(path, first)
-        mend_journal(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalFile(
-            path, heartbeat, GRACE_FACTOR * heartbeat, on_stale or StaleTrialHandler()
-        )
-    except (OSError, ValueError) as err:  # unreadable, or a broken line further on
-        raise ConfigError(f"cannot open Optuna journal file {path}: {first_line(err)}") from err
-
-
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if sqlite_path(url) is not None:
         # Two local processes (ALS and BPR tuned at once) take turns writing SQLite;
@@ -454,7 +211,7 @@ def make_storage(
                 "journal file path; write the URL in full, e.g. "
                 "postgresql://user@host:5432/optuna"
             )
-        return _open_journal(Path(url), heartbeat, on_stale)
+        return open_journal(Path(url), heartbeat, on_stale)
     if has_raw_at_in_password(url):
         raise ConfigError(
             f"--storage {redact_url(url)}: the password holds a raw '@', which the driver "
@@ -485,7 +242,7 @@ def make_storage(
     raise ConfigError(f"cannot open Optuna storage {shown}: {first_line(error)}") from error
 
 
-def open_study(
+def create_or_load_study(
     storage: BaseStorage,
     name: str,
     *,
@@ -596,34 +353,3 @@ def trials_ahead(
     return sum(
         t.number < number and t.state in keep and (count_shared or not is_shared(t)) for t in trials
     )
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Mark trials whose workers stopped sending heartbeats FAIL (and retry them)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-__all__ = [
-    "CONNECTION_ERRORS",
-    "DEFAULT_HEARTBEAT",
-    "HEARTBEAT_ATTR",
-    "SHARED_FIT_OF",
-    "STUDY_ATTR",
-    "Database",
-    "JournalFile",
-    "SilentTrials",
-    "StaleTrialHandler",
-    "StorageUnavailableError",
-    "StudyProgress",
-    "fail_stale_trials",
-    "is_shared",
-    "is_url",
-    "lost_connection",
-    "make_storage",
-    "open_study",
-    "same_database",
-    "study_lock",
-    "trials_ahead",
-]
