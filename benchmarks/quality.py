@@ -56,9 +56,9 @@ from rectune.data.store import load_dataset
 from rectune.evaluation.evaluator import Evaluator
 from rectune.evaluation.statistics import bootstrap_means, mean_intervals
 from rectune.models import build_model, fit_model
+from rectune.tuning.attributes import BEST_ITERATION
 from rectune.tuning.checkpoints import CheckpointPlan, Curve
 from rectune.tuning.storage import is_shared
-from rectune.tuning.study import BEST_ITERATION
 
 METRICS = ("precision", "ndcg", "recall", "map")
 #: Published figures for MovieLens-100k under this protocol (K = 10), Microsoft
@@ -160,7 +160,7 @@ def _final_test_precision(model: str, trial: Any, data, seed: int, k: int) -> fl
     """Test P@K of ``trial``'s parameters fitted on train as ``model_training.py`` fits
     them (BPR's epochs scaled to the SGD steps tuning made)."""
     from rectune.training import scaled_epochs
-    from rectune.tuning.study import delivered_params
+    from rectune.tuning.best_params import delivered_params
 
     params = delivered_params(trial.user_attrs, dict(trial.user_attrs["params"]))
     if model == "bpr":

@@ -47,7 +47,7 @@ from rectune.tuning.checkpoints import checkpoint_iterations
 from rectune.tuning.pruners import make_pruner
 from rectune.tuning.samplers import make_sampler
 from rectune.tuning.search_space import load_search_space
-from rectune.tuning.study import find_completed
+from rectune.tuning.trial import find_completed
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 CHECKPOINTS = 5
