@@ -33,16 +33,10 @@ from rectune.config import MODELS_DIR
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.progress import lines_above_bars
 from rectune.tuning.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
+from rectune.tuning.heartbeats import DEFAULT_HEARTBEAT, GRACE_FACTOR
+from rectune.tuning.plan import SAMPLERS, TUNING_METRICS, TuningConfig, parse_objectives
 from rectune.tuning.pruners import DEFAULT_PRUNER, PRUNERS
-from rectune.tuning.storage import DEFAULT_HEARTBEAT, GRACE_FACTOR
-from rectune.tuning.study import (
-    SAMPLERS,
-    TUNING_METRICS,
-    TuningConfig,
-    parse_objectives,
-    repair_study,
-    run_tuning,
-)
+from rectune.tuning.study import repair_study, run_tuning
 
 
 class _LevelPrefix(logging.Formatter):
