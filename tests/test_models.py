@@ -12,6 +12,7 @@ from rectune.evaluation.ranking import factors_of
 from rectune.models import (
     DEFAULT_HYPERPARAMETERS,
     build_model,
+    factory,
     fit_model,
     load_model,
     resolve_device,
@@ -57,13 +58,14 @@ def test_bad_hyperparameters_get_a_clear_error(name, params, message):
 
 
 def test_device_resolution(monkeypatch):
-    monkeypatch.setattr(models, "cuda_available", lambda: False)
+    # Patched where resolve_device looks it up: the module defining both, not the face.
+    monkeypatch.setattr(factory, "cuda_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     with pytest.raises(ModelError, match="device 'cuda' was asked for, but implicit reports"):
         resolve_device("cuda")
     with pytest.raises(ModelError, match="unknown device 'tpu'"):
         resolve_device("tpu")
-    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(factory, "cuda_available", lambda: True)
     assert resolve_device("auto") == "cuda"
 
 
@@ -72,7 +74,7 @@ def test_device_resolution(monkeypatch):
 def test_cuda_construction_errors_are_model_errors(monkeypatch, name):
     # Pretend CUDA is there: implicit's GPU classes accept our arguments (no TypeError)
     # and then refuse for lack of a GPU runtime, which must surface as one clear error.
-    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(factory, "cuda_available", lambda: True)
     with pytest.raises(ModelError, match=f"cannot build {name.upper()} on CUDA: "):
         build_model(
             name, {"factors": 8, "use_cg": True} if name == "als" else {"factors": 8}, device="auto"
@@ -234,3 +236,15 @@ def test_bad_weighting_is_refused(params, message):
 def test_correction_must_not_be_negative():
     with pytest.raises(ModelError, match="'popularity_correction' must be float >= 0"):
         build_model("bpr", {"popularity_correction": -1}, device="cpu")
+
+
+def test_the_face_exports_every_name_it_lists_and_the_old_module_had():
+    # The names `from rectune.models import X` gave when models was one module.
+    before = {
+        "DEFAULT_HYPERPARAMETERS", "DEVICES", "HYPERPARAMETERS", "MODEL_NAMES", "Adjustments",
+        "Device", "Hyperparameter", "IterationCallback", "ModelName", "build_model",
+        "check_model_name", "cuda_available", "fit_model", "load_factors", "load_model",
+        "model_name_of", "resolve_device", "save_model", "to_cpu", "validate_hyperparameters",
+    }  # fmt: skip
+    assert set(models.__all__) == before
+    assert all(hasattr(models, name) for name in models.__all__)
