@@ -1,13 +1,16 @@
 """The MLflow tracker: writes behind the caller, stage runs left by killed processes,
 and run lifecycles owned by one block."""
 
+import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from rectune import tracking
 from rectune.tracking import PID_TAG, Tracker
 
 
@@ -117,3 +120,26 @@ def test_ending_a_run_by_how_its_block_ends(mlflow_uri):
         "interrupted": "KILLED",
         "raised": "FAILED",
     }
+
+
+def test_the_face_exports_every_name_it_lists_and_the_old_module_had():
+    # The names `from rectune.tracking import X` gave when tracking was one module.
+    before = {
+        "HOST_TAG", "PARENT_TAG", "PID_TAG", "PIPELINE_RUN_ENV", "PIPELINE_TAG", "PYFUNC_NAME",
+        "REACH_TIMEOUT", "FoundRun", "PendingRun", "RecommenderModel", "RunRef", "RunStatus",
+        "Tracker", "check_reachable", "default_experiment", "download_run_folder",
+        "git_commit", "initialize_store", "mlflow_key", "pipeline_run_id", "source_tags",
+        "tracking_uri",
+    }  # fmt: skip
+    assert set(tracking.__all__) == before | {"RunEnd"}
+    assert all(hasattr(tracking, name) for name in tracking.__all__)
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    package = Path(tracking.__file__).resolve().parents[1]
+    importing = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(import|from) mlflow\b", path.read_text(), re.MULTILINE)
+    }
+    assert importing and all(path.startswith("tracking/") for path in importing), importing
