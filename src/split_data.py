@@ -32,6 +32,8 @@ from rectune.data.synthetic import SyntheticConfig
 
 _FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 _DEFAULT_SYNTHETIC = SyntheticConfig()
+_DEFAULT_FEEDBACK = FeedbackConfig()
+_DEFAULT_SPLIT = SplitConfig()
 #: ``--min-rating none``: keep every rating, whatever the source's default.
 NO_MIN_RATING = "none"
 
@@ -110,7 +112,7 @@ class MinRating(click.ParamType):
 @click.option(
     "--weighting",
     type=click.Choice(WEIGHTINGS),
-    default="auto",
+    default=_DEFAULT_FEEDBACK.weighting,
     show_default=True,
     help="Matrix values: 1 per pair, the pair's highest rating, or its count; auto: the "
     "rating where the source has ratings, else 1 (ALS tunes how it uses them).",
@@ -118,35 +120,35 @@ class MinRating(click.ParamType):
 @click.option(
     "--min-user-interactions",
     type=click.IntRange(min=1),
-    default=1,
+    default=_DEFAULT_FEEDBACK.min_user_interactions,
     show_default=True,
     help="Drop users with fewer distinct items (k-core).",
 )
 @click.option(
     "--min-item-interactions",
     type=click.IntRange(min=1),
-    default=1,
+    default=_DEFAULT_FEEDBACK.min_item_interactions,
     show_default=True,
     help="Drop items with fewer distinct users (k-core).",
 )
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
-    default="random",
+    default=_DEFAULT_SPLIT.strategy,
     show_default=True,
     help="Per-user hold-out: random, most recent share, or the single latest.",
 )
 @click.option(
     "--test-fraction",
     type=_FRACTION,
-    default=0.2,
+    default=_DEFAULT_SPLIT.test_fraction,
     show_default=True,
     help="Share of each user's interactions held out for test.",
 )
 @click.option(
     "--validation-fraction",
     type=_FRACTION,
-    default=0.2,
+    default=_DEFAULT_SPLIT.validation_fraction,
     show_default=True,
     help="Share of each user's remaining train interactions held out for "
     "validation (the tune split).",
@@ -154,7 +156,7 @@ class MinRating(click.ParamType):
 @click.option(
     "--min-split-interactions",
     type=click.IntRange(min=2),
-    default=2,
+    default=_DEFAULT_SPLIT.min_interactions,
     show_default=True,
     help="Users with fewer interactions are not split; they stay in train only.",
 )
