@@ -290,3 +290,22 @@ def test_cli_bad_input_gets_one_line(args, message, tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert message in result.output
     assert result.output.count("\n") == 1 and result.output.startswith("Error:")
+
+
+def test_an_evaluation_that_fails_mid_run_ends_its_run_failed(
+    trained, tmp_path, synthetic_dataset, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(evaluation, "write_evaluation_reports", refuse)
+    data_dir = synthetic_dataset.path.parent.parent
+    config = evaluation_config(trained, tmp_path, data_dir, ks=(10,), experiment_name="eval-fail")
+    with pytest.raises(OSError, match="disk full"):
+        run_evaluation(config)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("eval-fail")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.info.run_name == "evaluate-als" and run.data.tags["role"] == "evaluation"
+    assert "precision_at_10" in run.data.metrics  # what was logged before it failed stays

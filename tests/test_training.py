@@ -215,3 +215,21 @@ def test_tuned_bpr_epochs_are_scaled_to_the_steps_tuning_made(train, tmp_path, s
         assert train("--model", "bpr", "--hyperparameters", "tuned.json", *args).exit_code == 0
         meta, model = saved(tmp_path, "bpr")
         assert model.iterations == 40 and meta["tuned_iterations"] is None
+
+
+def test_a_training_that_fails_mid_run_ends_its_run_failed(train, tmp_path, monkeypatch):
+    from rectune.errors import ConfigError
+    from rectune.tracking import Tracker
+
+    def refuse(*args, **kwargs):
+        raise ConfigError("no room for the pyfunc model")
+
+    monkeypatch.setattr(Tracker, "log_recommender", refuse)
+    result = train("--model", "als", "--param", "iterations=2")
+    assert result.exit_code == 2 and "no room for the pyfunc model" in result.output
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(f"train-{tmp_path.name}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.info.run_name == "train-als-final" and run.data.tags["role"] == "training"
+    assert run.data.params["iterations"] == "2"  # what was logged before it failed stays

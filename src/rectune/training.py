@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
+import scipy.sparse as sp
 import yaml
 
 from rectune import __version__
 from rectune._io import writable_folder
 from rectune.config import DATA_DIR, MODELS_DIR
-from rectune.data.store import MODE_SPLITS, load_dataset
+from rectune.data.store import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.errors import ConfigError
 from rectune.evaluation.evaluator import Evaluator
 from rectune.models import (
@@ -34,7 +35,7 @@ from rectune.models import (
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.tracking import Tracker, default_experiment
-from rectune.tuning.study import matching_provenance, read_best_hyperparameters
+from rectune.tuning.best_params import matching_provenance, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
 #: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).
@@ -180,11 +181,66 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     ``epochs`` or ``--param iterations=`` sets them. ALS keeps its count: one ALS
     iteration solves every user and item once, whatever the data's size.
     """
+    inputs = _prepare(config)
+    # The model folder and the tracking store are checked before the fit, not after.
+    problem = writable_folder(config.models_dir)
+    if problem is not None:
+        raise ConfigError(f"cannot write the model to {config.models_dir}: {problem}")
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
+    ended_dead_runs = tracker.end_dead_runs("training")
+    fitted = _fit_and_score(config, inputs)
+    run_name = f"train-{config.model}-{config.mode}"
+    with tracker.stage_run(run_name, tags=_run_tags(config, inputs)) as run_id:
+        metadata = _metadata(config, inputs, fitted, run_id, tracker.experiment_name)
+        model_dir = Path(config.models_dir) / config.model
+        write_model_folder(model_dir, fitted.model, inputs.fit_on, inputs.dataset.path, metadata)
+        model_uri, version = _log_training(tracker, run_id, config, inputs, fitted, model_dir)
+    return TrainingResult(
+        params=inputs.params,
+        origin=inputs.origin,
+        metrics=fitted.metrics,
+        metrics_std=fitted.metrics_std,
+        model_dir=model_dir,
+        run_id=run_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+        fit_seconds=fitted.fit_seconds,
+        model_uri=model_uri,
+        registered_version=version,
+        tuned_iterations=inputs.tuned_epochs,
+        ended_dead_runs=ended_dead_runs,
+    )
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What one training fits: the hyperparameters and where they came from, the data."""
+
+    params: dict[str, Any]
+    origin: str
+    #: The provenance tuning recorded beside the hyperparameters file (may be empty).
+    tuned: dict[str, Any]
+    #: A tuned BPR's epochs before :func:`scaled_epochs` (``None``: not scaled).
+    tuned_epochs: int | None
+    dataset: SplitDataset
+    fit_split: str
+    score_split: str
+
+    @property
+    def fit_on(self) -> sp.csr_matrix:
+        return self.dataset.matrices[self.fit_split]
+
+    @property
+    def score_on(self) -> sp.csr_matrix:
+        return self.dataset.matrices[self.score_split]
+
+
+def _prepare(config: TrainingConfig) -> _Inputs:
+    """Read the hyperparameters and the dataset; refuse an empty split to score."""
     loaded, origin = load_hyperparameters(config.model, config.hyperparameters)
     params = validate_hyperparameters(config.model, {**loaded, **config.overrides})
     dataset = load_dataset(config.dataset, data_dir=config.data_dir)
     fit_split, score_split = MODE_SPLITS[config.mode]
-    fit_on, score_on = dataset.matrices[fit_split], dataset.matrices[score_split]
     tuned = tuning_provenance(config.model, config.hyperparameters)
     tuned_epochs = None
     if (
@@ -196,29 +252,40 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         # Studies made before this was recorded tuned on the dataset's train_val.
         seen = int(tuned.get("trained_interactions") or dataset.train_val.nnz)
         tuned_epochs = params["iterations"]
-        params["iterations"] = scaled_epochs(tuned_epochs, seen, fit_on.nnz)
-    if score_on.nnz == 0:
+        params["iterations"] = scaled_epochs(tuned_epochs, seen, dataset.matrices[fit_split].nnz)
+    if dataset.matrices[score_split].nnz == 0:
         raise ConfigError(
             f"the {score_split} split of {config.dataset!r} is empty; nothing to score"
         )
-    # The model folder and the tracking store are checked before the fit, not after.
-    problem = writable_folder(config.models_dir)
-    if problem is not None:
-        raise ConfigError(f"cannot write the model to {config.models_dir}: {problem}")
-    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    ended_dead_runs = tracker.end_dead_runs("training")
+    return _Inputs(params, origin, tuned, tuned_epochs, dataset, fit_split, score_split)
 
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The model kept from :func:`_fit_and_score` and the scores of every repeat."""
+
+    model: Any
+    metrics: dict[str, float]
+    metrics_std: dict[str, float] | None
+    fit_seconds: float
+
+
+def _fit_and_score(config: TrainingConfig, inputs: _Inputs) -> _Fitted:
+    """Fit ``config.repeats`` models (seeds ``seed``, ``seed + 1``...) and score each;
+    the model kept is the first, the metrics are means (and, repeated, deviations)."""
     runs: list[dict[str, float]] = []
     kept = None
     fit_seconds = 0.0
-    evaluator = Evaluator(fit_on, score_on, config.k)  # one for every repeat
+    evaluator = Evaluator(inputs.fit_on, inputs.score_on, config.k)  # one for every repeat
     for repeat in range(config.repeats):
-        model = build_model(config.model, params, device=config.device, seed=config.seed + repeat)
+        model = build_model(
+            config.model, inputs.params, device=config.device, seed=config.seed + repeat
+        )
         started = time.perf_counter()
-        fit_model(model, fit_on, show_progress=fit_progress(config.show_progress))
+        fit_model(model, inputs.fit_on, show_progress=fit_progress(config.show_progress))
         fit_seconds += time.perf_counter() - started
         with scoring_bar(
-            len(evaluator.users), f"scoring {score_split}", config.show_progress
+            len(evaluator.users), f"scoring {inputs.score_split}", config.show_progress
         ) as advance:
             runs.append(evaluator(model, progress=advance).named())
         if repeat == 0:
@@ -229,85 +296,86 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         if config.repeats > 1
         else None
     )
+    return _Fitted(kept, metrics, metrics_std, fit_seconds)
 
+
+def _run_tags(config: TrainingConfig, inputs: _Inputs) -> dict[str, Any]:
+    """The training run's tags; it names the tuning run its hyperparameters came from."""
     tags = {
         "role": "training",
         "model": config.model,
         "mode": config.mode,
-        "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
-        "params_origin": origin,
+        "dataset": inputs.dataset.name,
+        "dataset_fingerprint": inputs.dataset.fingerprint,
+        "params_origin": inputs.origin,
     }
-    if tuned.get("parent_run_id"):
-        tags["rectune.tuning_run_id"] = tuned["parent_run_id"]
-    run_id = tracker.start_stage_run(f"train-{config.model}-{config.mode}", tags=tags)
-    try:
-        metadata = {
-            "model": config.model,
-            "params": params,
-            "params_origin": origin,
-            "overrides": config.overrides,
-            "tuned_iterations": tuned_epochs,
-            "final_epochs_from": config.final_epochs_from if tuned_epochs else None,
+    if inputs.tuned.get("parent_run_id"):
+        tags["rectune.tuning_run_id"] = inputs.tuned["parent_run_id"]
+    return tags
+
+
+def _metadata(
+    config: TrainingConfig, inputs: _Inputs, fitted: _Fitted, run_id: str, experiment: str
+) -> dict[str, Any]:
+    """The saved model's ``model.json`` (see :mod:`rectune.recommender`)."""
+    return {
+        "model": config.model,
+        "params": inputs.params,
+        "params_origin": inputs.origin,
+        "overrides": config.overrides,
+        "tuned_iterations": inputs.tuned_epochs,
+        "final_epochs_from": config.final_epochs_from if inputs.tuned_epochs else None,
+        "seed": config.seed,
+        "mode": config.mode,
+        "trained_on": inputs.fit_split,
+        "scored_on": inputs.score_split,
+        "dataset": inputs.dataset.name,
+        "dataset_fingerprint": inputs.dataset.fingerprint,
+        "k": config.k,
+        "metrics": fitted.metrics,
+        "metrics_std": fitted.metrics_std,
+        "repeats": config.repeats,
+        "mlflow_run_id": run_id,
+        "mlflow_experiment": experiment,
+        "tuning_run_id": inputs.tuned.get("parent_run_id"),
+        "rectune_version": __version__,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _log_training(
+    tracker: Tracker,
+    run_id: str,
+    config: TrainingConfig,
+    inputs: _Inputs,
+    fitted: _Fitted,
+    model_dir: Path,
+) -> tuple[str, int | None]:
+    """Log the training run's params, metrics, model files and pyfunc model, and
+    register it when asked; return the pyfunc model's URI and the registered version."""
+    tracker.log(
+        run_id,
+        params={
+            **inputs.params,
             "seed": config.seed,
             "mode": config.mode,
-            "trained_on": fit_split,
-            "scored_on": score_split,
-            "dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint,
             "k": config.k,
-            "metrics": metrics,
-            "metrics_std": metrics_std,
             "repeats": config.repeats,
-            "mlflow_run_id": run_id,
-            "mlflow_experiment": tracker.experiment_name,
-            "tuning_run_id": tuned.get("parent_run_id"),
-            "rectune_version": __version__,
-            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        model_dir = Path(config.models_dir) / config.model
-        write_model_folder(model_dir, kept, fit_on, dataset.path, metadata)
-        tracker.log(
-            run_id,
-            params={
-                **params,
-                "seed": config.seed,
-                "mode": config.mode,
-                "k": config.k,
-                "repeats": config.repeats,
-                **({"tuned_iterations": tuned_epochs} if tuned_epochs else {}),
-                **{f"override_{k}": v for k, v in config.overrides.items()},
-            },
-            metrics={
-                **metrics,
-                "fit_seconds": fit_seconds / config.repeats,
-                **{f"{k}_std": v for k, v in (metrics_std or {}).items()},
-            },
-        )
-        for path in sorted(model_dir.iterdir()):
-            tracker.log_artifact(run_id, path, "model")
-        model_uri = tracker.log_recommender(
-            run_id, model_dir, dataset.user_ids[:3].tolist(), config.k
-        )
-        version = (
-            tracker.register(model_uri, config.register, config.alias) if config.register else None
-        )
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
-    tracker.end_run(run_id, "FINISHED")
-    return TrainingResult(
-        params=params,
-        origin=origin,
-        metrics=metrics,
-        metrics_std=metrics_std,
-        model_dir=model_dir,
-        run_id=run_id,
-        experiment_name=tracker.experiment_name,
-        tracking_uri=tracker.uri,
-        fit_seconds=fit_seconds,
-        model_uri=model_uri,
-        registered_version=version,
-        tuned_iterations=tuned_epochs,
-        ended_dead_runs=ended_dead_runs,
+            **({"tuned_iterations": inputs.tuned_epochs} if inputs.tuned_epochs else {}),
+            **{f"override_{k}": v for k, v in config.overrides.items()},
+        },
+        metrics={
+            **fitted.metrics,
+            "fit_seconds": fitted.fit_seconds / config.repeats,
+            **{f"{k}_std": v for k, v in (fitted.metrics_std or {}).items()},
+        },
     )
+    for path in sorted(model_dir.iterdir()):
+        tracker.log_artifact(run_id, path, "model")
+    model_uri = tracker.log_recommender(
+        run_id, model_dir, inputs.dataset.user_ids[:3].tolist(), config.k
+    )
+    version = (
+        tracker.register(model_uri, config.register, config.alias) if config.register else None
+    )
+    return model_uri, version

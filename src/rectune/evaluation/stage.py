@@ -4,11 +4,11 @@ A model trained with ``mode="final"`` is scored on ``test`` with its ``train`` i
 excluded; a ``mode="tune"`` model on ``validation`` with ``train_val`` excluded. Every
 system (the model, the most-popular and random baselines, optionally the model with
 default parameters) is scored by the same evaluator that scores tuning trials
-(:class:`rectune.evaluation.metrics.Evaluator`), once at the largest K; smaller K are cuts of the
-same lists. Each per-user metric gets a percentile bootstrap interval over users, and
-the model is compared with each baseline on the same users (paired bootstrap interval
-of the difference and a paired t-test). Coverage is one number per system, without an
-interval.
+(:class:`rectune.evaluation.evaluator.Evaluator`), once at the largest K; smaller K are
+cuts of the same lists. Each per-user metric gets a percentile bootstrap interval over
+users, and the model is compared with each baseline on the same users (paired bootstrap
+interval of the difference and a paired t-test). Coverage is one number per system,
+without an interval.
 """
 
 from __future__ import annotations
@@ -229,10 +229,64 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     metrics, comparisons = summarise(
         evaluations, config.ks, config.n_bootstrap, config.confidence, config.seed
     )
+    summary = _summary(
+        config, metadata, source, dataset, split, evaluations, (metrics, comparisons)
+    )
+
+    tags = {
+        "role": "evaluation",
+        "model": model_name,
+        "dataset": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "split": split,
+    }
+    if metadata.get("mlflow_run_id"):
+        tags["rectune.training_run_id"] = metadata["mlflow_run_id"]
+    with tracker.stage_run(f"evaluate-{model_name}", tags=tags) as run_id:
+        summary["mlflow_run_id"] = run_id
+        tracker.log(
+            run_id,
+            params={
+                "model_source": source,
+                "ks": ",".join(map(str, config.ks)),
+                "baselines": ",".join(s for s in evaluations if s != MODEL),
+                "bootstrap_resamples": config.n_bootstrap,
+                "confidence": config.confidence,
+                "seed": config.seed,
+                **{f"model_{k}": v for k, v in metadata.get("params", {}).items()},
+            },
+            metrics=_flat_metrics(metrics, comparisons),
+        )
+        stem = f"evaluation-{model_name}-{dataset.name}"
+        paths = write_evaluation_reports(summary, Path(config.reports_dir), stem)
+        for path in paths:
+            tracker.log_artifact(run_id, path, "evaluation")
+    return EvaluationResult(
+        summary=summary,
+        report_paths=paths,
+        run_id=run_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+        ended_dead_runs=ended_dead_runs,
+    )
+
+
+def _summary(
+    config: EvaluationConfig,
+    metadata: dict[str, Any],
+    source: str,
+    dataset: SplitDataset,
+    split: str,
+    evaluations: dict[str, RankingEvaluation],
+    summarised: tuple[dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """The evaluation's summary document; ``summarised`` is what :func:`summarise`
+    returned for ``evaluations``."""
+    metrics, comparisons = summarised
     model_eval = evaluations[MODEL]
-    summary: dict[str, Any] = {
+    return {
         "model": {
-            "name": model_name,
+            "name": metadata["model"],
             "source": source,
             "params": metadata.get("params", {}),
             "params_origin": metadata.get("params_origin"),
@@ -259,48 +313,6 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         "rectune_version": __version__,
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-    tags = {
-        "role": "evaluation",
-        "model": model_name,
-        "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
-        "split": split,
-    }
-    if metadata.get("mlflow_run_id"):
-        tags["rectune.training_run_id"] = metadata["mlflow_run_id"]
-    run_id = tracker.start_stage_run(f"evaluate-{model_name}", tags=tags)
-    summary["mlflow_run_id"] = run_id
-    try:
-        tracker.log(
-            run_id,
-            params={
-                "model_source": source,
-                "ks": ",".join(map(str, config.ks)),
-                "baselines": ",".join(s for s in evaluations if s != MODEL),
-                "bootstrap_resamples": config.n_bootstrap,
-                "confidence": config.confidence,
-                "seed": config.seed,
-                **{f"model_{k}": v for k, v in metadata.get("params", {}).items()},
-            },
-            metrics=_flat_metrics(metrics, comparisons),
-        )
-        stem = f"evaluation-{model_name}-{dataset.name}"
-        paths = write_evaluation_reports(summary, Path(config.reports_dir), stem)
-        for path in paths:
-            tracker.log_artifact(run_id, path, "evaluation")
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
-    tracker.end_run(run_id, "FINISHED")
-    return EvaluationResult(
-        summary=summary,
-        report_paths=paths,
-        run_id=run_id,
-        experiment_name=tracker.experiment_name,
-        tracking_uri=tracker.uri,
-        ended_dead_runs=ended_dead_runs,
-    )
 
 
 def _flat_metrics(
