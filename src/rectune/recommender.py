@@ -11,8 +11,8 @@
                      recommendations leave out what a user already has
 
 :class:`Recommender` serves such a folder without the dataset. The MLflow pyfunc model
-(:mod:`rectune.tracking`) wraps it, so both recommend exactly the same items, and both
-rank exactly as the evaluator does (:func:`rectune.evaluation.metrics.rank_items`).
+(:mod:`rectune.tracking.pyfunc`) wraps it, so both recommend exactly the same items, and
+both rank exactly as the evaluator does (:func:`rectune.evaluation.ranking.rank_items`).
 """
 
 from __future__ import annotations
