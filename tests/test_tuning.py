@@ -20,6 +20,7 @@ from rectune import tuning
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar
+from rectune.seeds import WORKER, derived_seed
 from rectune.tuning import sharing
 from rectune.tuning.best_params import provenance_path
 from rectune.tuning.checkpoints import checkpoint_iterations
@@ -268,7 +269,8 @@ def test_resuming_runs_only_the_missing_trials_under_the_same_parent(tune):
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_finished"] == 5
     assert parent.data.params["n_trials"] == "3"  # params keep the study's first settings
-    assert "run 3 to join this study: its sampler is seeded with 44" in grown.notes
+    seed = derived_seed(42, WORKER, 2)  # by key, not 42 + 2
+    assert f"run 3 to join this study: its sampler is seeded with {seed}" in grown.notes
 
 
 def test_tuning_bpr_keeps_the_als_entry(tune, tmp_path):
@@ -947,7 +949,7 @@ def test_eval_users_scores_a_fixed_sample(tune, synthetic_dataset):
 def test_the_default_storage_is_a_journal_file_beside_the_output(tune, tmp_path):
     result = tune(n_trials=2)
     journal = tmp_path / "models" / "optuna.journal"
-    assert result.config.resolved_storage == str(journal)
+    assert result.config.storage == str(journal)
     assert not (tmp_path / "models" / "optuna.db").exists()
     storage = JournalStorage(JournalFileBackend(str(journal)))
     study = optuna.load_study(study_name=result.study.study_name, storage=storage)
@@ -961,7 +963,7 @@ def test_a_study_in_an_earlier_versions_sqlite_file_resumes(tune, tmp_path):
     database = tmp_path / "models" / "optuna.db"
     first = tune(n_trials=2, storage=f"sqlite:///{database}")
     again = tune(n_trials=3)  # no --storage: the default finds optuna.db, not a journal
-    assert again.config.resolved_storage == f"sqlite:///{database}"
+    assert again.config.storage == f"sqlite:///{database}"
     assert again.resumed_trials == 2
     assert again.parent_run_id == first.parent_run_id
     assert not (tmp_path / "models" / "optuna.journal").exists()
@@ -978,7 +980,7 @@ def test_a_sqlite_file_given_as_a_path_is_refused(tune, tmp_path):
 def test_a_dead_workers_trial_in_a_journal_file_is_failed_and_retried(tune, tmp_path):
     first = tune(n_trials=2)
     # A worker that died mid-trial: its trial stays RUNNING, its heartbeat long silent.
-    storage = tuning.make_storage(first.config.resolved_storage)
+    storage = tuning.make_storage(first.config.storage)
     study = optuna.load_study(study_name=first.study.study_name, storage=storage)
     dead = study.ask({"factors": optuna.distributions.CategoricalDistribution([8, 16])})
     dead.suggest_categorical("regularization", [0.1, 1.0])
@@ -1018,7 +1020,7 @@ def test_a_trial_left_running_before_its_first_heartbeat_is_failed_and_retried(t
     first = tune(n_trials=2)
     # A worker killed (or cut off from the storage) just after creating its trial, before
     # the trial's first heartbeat: a plain journal storage records no heartbeat.
-    plain = JournalStorage(JournalFileBackend(first.config.resolved_storage))
+    plain = JournalStorage(JournalFileBackend(first.config.storage))
     silent = optuna.load_study(study_name=first.study.study_name, storage=plain).ask()
     assert tuning.HEARTBEAT_ATTR not in plain.get_trial(silent._trial_id).system_attrs
 

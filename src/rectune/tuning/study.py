@@ -27,7 +27,6 @@ reports them to Optuna, so the pruner can stop unpromising trials early.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +43,7 @@ from rectune.models import (
     fit_model,
     resolve_device,
 )
+from rectune.seeds import WORKER, derived_seed
 from rectune.tracking import (
     Tracker,
     default_experiment,
@@ -57,7 +57,7 @@ from rectune.tuning.best_params import (
 )
 from rectune.tuning.heartbeats import StaleTrialHandler
 from rectune.tuning.loop import optimize, quiet_optuna
-from rectune.tuning.plan import TuningConfig, max_iterations, parallel_trials
+from rectune.tuning.plan import TuningConfig, max_iterations, resolve
 from rectune.tuning.pruners import make_pruner
 from rectune.tuning.results import TuningResult, finish_study
 from rectune.tuning.runs import (
@@ -153,7 +153,7 @@ def run_tuning(
     read_best_hyperparameters(config.output)  # refuse a corrupt output file up front
     check_writable(config.output)
     resolve_device(config.device)  # refuse cuda without a GPU before any run is made
-    config = dataclasses.replace(config, n_jobs=parallel_trials(config, space))
+    config = resolve(config, space)
     dataset = load_or_build(config.dataset, config.data_dir, config.seed)
     for objective in config.resolved_objectives:
         if objective.k is not None:
@@ -190,11 +190,9 @@ def run_tuning(
     if worker:
         # Workers after the first sample from their own seed, so they do not all try
         # the same parameters; the first worker of a study keeps --seed's sequence.
-        study.sampler = make_sampler(config.resolved_sampler, config.seed + worker, space)
-        notes.append(
-            f"run {worker + 1} to join this study: its sampler is seeded with "
-            f"{config.seed + worker}"
-        )
+        seed = derived_seed(config.seed, WORKER, worker)
+        study.sampler = make_sampler(config.resolved_sampler, seed, space)
+        notes.append(f"run {worker + 1} to join this study: its sampler is seeded with {seed}")
     status = "FAILED"
     interrupted = False
     try:
@@ -238,7 +236,7 @@ def run_tuning(
 
 
 def _make_storage(config: TuningConfig, on_stale: StaleTrialHandler) -> BaseStorage:
-    url = config.resolved_storage
+    url = config.storage
     if same_database(url, tracking_uri()):
         raise ConfigError(
             f"--storage {redact_url(url)} is the MLflow tracking database; Optuna and "
@@ -252,11 +250,12 @@ def repair_study(config: TuningConfig) -> list[str]:
     """Only reconcile (``hyperparameter_tuning.py --repair``): make the MLflow runs of
     an existing study agree with its trials, and end its parent run when no trial is
     running; run no trial. Returns what was done, one line each."""
+    config = resolve(config)
     storage = _make_storage(config, StaleTrialHandler())
     name = config.resolved_study_name
     if name not in {s.study_name for s in storage.get_all_studies()}:
         raise ConfigError(
-            f"no study {name!r} in {redact_url(config.resolved_storage)} to repair "
+            f"no study {name!r} in {config.shown_storage} to repair "
             "(give --study-name and --storage as the study was run with)"
         )
     study = optuna.load_study(study_name=name, storage=storage)
