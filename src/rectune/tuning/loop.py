@@ -22,7 +22,7 @@ from rectune.tuning.storage import (
     lost_connection,
 )
 from rectune.tuning.trial import TrialRunner
-from rectune.urls import first_line, redact_url
+from rectune.urls import first_line
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _run_trials(
             if lost is None:
                 raise
             cause = first_line(lost)
-            shown = redact_url(config.resolved_storage)
+            shown = config.shown_storage
             if retries == len(STORAGE_RETRY_DELAYS):
                 raise StorageUnavailableError(
                     f"lost the Optuna storage {shown} ({cause}) and "

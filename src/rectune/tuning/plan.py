@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 
@@ -29,6 +30,7 @@ from rectune.tuning.checkpoints import (
 from rectune.tuning.heartbeats import DEFAULT_HEARTBEAT
 from rectune.tuning.pruners import DEFAULT_PRUNER, PRUNERS
 from rectune.tuning.search_space import SearchSpace
+from rectune.urls import redact_url
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
 
@@ -183,21 +185,35 @@ class TuningConfig:
         )
 
     @property
-    def resolved_storage(self) -> str:
-        """``--storage``, else the journal file ``optuna.journal`` beside ``--output``
-        (or, where only the SQLite ``optuna.db`` of earlier versions is there, that one,
-        so its studies resume)."""
-        if self.storage:
-            return self.storage
-        folder = Path(self.output).resolve().parent
-        journal, database = folder / DEFAULT_JOURNAL, folder / LEGACY_DATABASE
-        if not journal.exists() and database.exists():
-            return f"sqlite:///{database}"  # resume studies made before journal files
-        return str(journal)
+    def shown_storage(self) -> str:
+        """The storage as logs and messages show it: any password redacted."""
+        return redact_url(self.storage or default_storage(self.output))
 
     @property
     def reports_dir(self) -> Path:
         return Path(self.output).parent / "reports"
+
+
+def default_storage(output: Path) -> str:
+    """The storage when ``--storage`` is not given: the journal file ``optuna.journal``
+    beside ``output`` (or, where only the SQLite ``optuna.db`` of earlier versions is
+    there, that one, so its studies resume)."""
+    folder = Path(output).resolve().parent
+    journal, database = folder / DEFAULT_JOURNAL, folder / LEGACY_DATABASE
+    if not journal.exists() and database.exists():
+        return f"sqlite:///{database}"  # resume studies made before journal files
+    return str(journal)
+
+
+def resolve(config: TuningConfig, space: SearchSpace | None = None) -> TuningConfig:
+    """``config`` with what depends on the machine resolved once, at the entry: the
+    storage (:func:`default_storage` unless given) and, given the search space, the
+    trials run at once (:func:`parallel_trials`). What runs after reads these fields;
+    nothing looks at the filesystem for them again."""
+    changes: dict[str, Any] = {"storage": config.storage or default_storage(config.output)}
+    if space is not None:
+        changes["n_jobs"] = parallel_trials(config, space)
+    return dataclasses.replace(config, **changes)
 
 
 def max_iterations(space: SearchSpace) -> int:

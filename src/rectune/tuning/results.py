@@ -125,7 +125,7 @@ def finish_study(
                 "value": best_values[objectives[0].name],
                 "k": objectives[0].k,
                 "study_name": study.study_name,
-                "storage": redact_url(config.resolved_storage),
+                "storage": config.shown_storage,
                 "trial_number": best.number,
                 "parent_run_id": parent_id,
                 "best_run_id": best_run,

@@ -83,7 +83,7 @@ def join_study(
             "sampler": config.resolved_sampler,
             "pruner": "none" if config.multi_objective else config.pruner,
             "seed": config.seed,
-            "optuna_storage": redact_url(config.resolved_storage),
+            "optuna_storage": config.shown_storage,
             "objectives": ",".join(o.name for o in config.resolved_objectives),
             "search_space": space.source,
             "role": "tuning-parent",
