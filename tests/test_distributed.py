@@ -30,6 +30,8 @@ from rectune.tracking import PARENT_TAG
 from rectune.tuning.best_params import read_best_hyperparameters, write_best_hyperparameters
 from rectune.tuning.plan import TuningConfig
 
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
 SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
 SECRET = "s3cret-Pw"
 FAST_ALS = """model: als

@@ -16,6 +16,8 @@ import pytest
 
 from mlflow_helpers import MLFLOW, clean_env, mlflow_server
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 N_TRIALS = 4
 
