@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from rectune.tuning.attributes import INTERRUPTED
 from rectune.tuning.samplers import FAILURES_TO_GIVE_UP, DistinctSampler, make_sampler
 from rectune.tuning.search_space import parse_search_space
 from rectune.tuning.sharing import GridSampler
-from rectune.tuning.storage import INTERRUPTED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
