@@ -126,38 +126,16 @@ class TrialFitter:
         run_id: RunRef,
         trials: list[optuna.trial.FrozenTrial],
     ) -> float | tuple[float, ...]:
-        config = self.config
+        """Fit ``trial`` on every fold, log its result to ``run_id`` and end that run;
+        return its objective values (raises :class:`optuna.TrialPruned` when pruned)."""
         plan = self._plan(params)
         shared = self.sharing.pending(trials, params)
         fits: list[FitRecord] = []
         recorded: list[SharedTrial] = []
         try:
             for fold, (train, _) in enumerate(self.scorer.folds):
-                model = build_model(
-                    config.model,
-                    params,
-                    device=self.device,
-                    seed=config.seed,
-                    num_threads=self.num_threads,
-                )
-                record = FitRecord(Curve(plan))
-                fits.append(record)
-                callback = self._fit_callback(
-                    trial, model, fold, params, plan, shared, fits, recorded.append
-                )
-                with contextlib.suppress(StopFit):  # stopped early: the curve says where
-                    self.fit(model, train, callback=callback)
-                record.fit_seconds = callback.fit_seconds()
-                if fold == 0 and record.curve.skipped_steps():
-                    self._report_skipped(trial, record)
-                if not plan.best_of:
-                    # The score at the end: the last checkpoint's when it was the end.
-                    end = record.curve.metrics.get(plan.iterations)
-                    if end is None:
-                        started = time.perf_counter()
-                        end = self.scorer.metrics(fold, model)
-                        record.eval_seconds += time.perf_counter() - started
-                    record.metrics = {k: v for k, v in end.items() if k != FIT_SECONDS}
+                fits.append(FitRecord(Curve(plan)))
+                self._fit_fold(trial, fold, train, params, plan, shared, fits, recorded)
         except optuna.TrialPruned:
             self.tracker.log(
                 run_id,
@@ -169,6 +147,54 @@ class TrialFitter:
         finally:
             # What the fit recorded on its way stands, however the fit ended.
             self.sharing.complete(trial, recorded)
+        metrics = self._log_result(trial, params, plan, fits, run_id)
+        values = tuple(metrics[o.name] for o in self.objectives)
+        return values if self.config.multi_objective else values[0]
+
+    def _fit_fold(
+        self,
+        trial: optuna.Trial,
+        fold: int,
+        train: Any,
+        params: dict[str, Any],
+        plan: CheckpointPlan,
+        shared: list[int],
+        fits: list[FitRecord],
+        recorded: list[SharedTrial],
+    ) -> None:
+        """Fit fold ``fold`` (its record is ``fits[fold]``), scored on the way."""
+        config = self.config
+        model = build_model(
+            config.model, params, device=self.device, seed=config.seed, num_threads=self.num_threads
+        )
+        record = fits[fold]
+        callback = self._fit_callback(
+            trial, model, fold, params, plan, shared, fits, recorded.append
+        )
+        with contextlib.suppress(StopFit):  # stopped early: the curve says where
+            self.fit(model, train, callback=callback)
+        record.fit_seconds = callback.fit_seconds()
+        if fold == 0 and record.curve.skipped_steps():
+            self._report_skipped(trial, record)
+        if not plan.best_of:
+            # The score at the end: the last checkpoint's when it was the end.
+            end = record.curve.metrics.get(plan.iterations)
+            if end is None:
+                started = time.perf_counter()
+                end = self.scorer.metrics(fold, model)
+                record.eval_seconds += time.perf_counter() - started
+            record.metrics = {k: v for k, v in end.items() if k != FIT_SECONDS}
+
+    def _log_result(
+        self,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        plan: CheckpointPlan,
+        fits: list[FitRecord],
+        run_id: RunRef,
+    ) -> dict[str, float]:
+        """The trial's metrics (mean over folds), stored with the trial and logged to its
+        run, which ends FINISHED; with early stopping, at its best checkpoint."""
         tags = {"state": "COMPLETE", "trial_number": trial.number}
         if plan.best_of:
             # Early stopping: the trial stands for its best checkpoint's iteration count.
@@ -178,7 +204,7 @@ class TrialFitter:
             trial.set_user_attr(BEST_ITERATION, best)
             params = {**params, sharing.ITERATIONS: best}
             tags["stopped_at_iteration"] = fits[0].curve.last_step
-        if config.cv_folds > 1:
+        if self.config.cv_folds > 1:
             for fold, f in enumerate(fits):
                 self.tracker.log(
                     run_id,
@@ -190,15 +216,10 @@ class TrialFitter:
         metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
         trial.set_user_attr(METRICS, metrics)
         self.tracker.log(
-            run_id,
-            params=params,
-            metrics=metrics,
-            tags=tags,
-            history=self._history(fits),
+            run_id, params=params, metrics=metrics, tags=tags, history=self._history(fits)
         )
         self.tracker.end_run(run_id, "FINISHED")
-        values = tuple(metrics[o.name] for o in self.objectives)
-        return values if config.multi_objective else values[0]
+        return metrics
 
     def _plan(self, params: dict[str, Any]) -> CheckpointPlan:
         """Where this trial's fit is scored (see :mod:`rectune.tuning.checkpoints`)."""

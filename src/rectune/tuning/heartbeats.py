@@ -15,9 +15,6 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import optuna
-
-# Optuna's heartbeat interface, which RDBStorage implements, and the RDB storage's tables;
-# not exported (pinned 5.0.0).
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune.tuning.attributes import HEARTBEAT_ATTR

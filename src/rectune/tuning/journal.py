@@ -15,16 +15,12 @@ import time
 from pathlib import Path
 
 import optuna
-
-# Optuna's heartbeat interface, which RDBStorage implements, and the RDB storage's tables;
-# not exported (pinned 5.0.0).
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
-from optuna.storages.journal._file import LOCK_FILE_SUFFIX
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune._io import write_bytes_atomic
 from rectune.errors import ConfigError
+from rectune.tuning._optuna import LOCK_FILE_SUFFIX, BaseHeartbeat, trial_id_of
 from rectune.tuning.attributes import HEARTBEAT_ATTR
 from rectune.tuning.heartbeats import (
     GRACE_FACTOR,
@@ -73,7 +69,7 @@ class JournalFile(BeatFromTheStart, JournalStorage, BaseHeartbeat):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        beats = {t._trial_id: t.system_attrs.get(HEARTBEAT_ATTR) for t in running}
+        beats = {trial_id_of(t): t.system_attrs.get(HEARTBEAT_ATTR) for t in running}
         old = [
             t for t, beat in beats.items() if beat is not None and now - beat > self._grace_period
         ]

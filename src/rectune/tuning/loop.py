@@ -131,55 +131,13 @@ def _run_trials(
                 if target is not None or bar.enabled
                 else None
             )
-            if config.n_jobs == 1:
-                study.optimize(
-                    runner,
-                    n_trials=missing,
-                    timeout=remaining,
-                    catch=(Exception,),
-                    callbacks=callbacks,
-                    show_progress_bar=False,  # the study's own bar counts shared trials too
-                )
-            else:
-                parallel.optimize_in_order(
-                    study,
-                    runner,
-                    n_jobs=config.n_jobs,
-                    n_trials=missing,
-                    timeout=remaining,
-                    catch=(Exception,),
-                    callbacks=callbacks,
-                    prepare=runner.prepare,
-                    cancel=runner.cancelled,
-                )
+            _run_some(study, runner, config.n_jobs, missing, remaining, callbacks)
             retries = 0
             if target is None or len(runner.ran) + len(runner.surplus) == attempted:
                 return  # the timeout, or a sampler that stopped the study
         except Exception as err:
-            lost = lost_connection(err)
-            if lost is None:
-                raise
-            cause = first_line(lost)
-            shown = config.shown_storage
-            if retries == len(STORAGE_RETRY_DELAYS):
-                raise StorageUnavailableError(
-                    f"lost the Optuna storage {shown} ({cause}) and "
-                    f"{retries} retries over {sum(STORAGE_RETRY_DELAYS):g} s did not bring "
-                    "it back; finished trials are kept: run the same command to resume"
-                ) from err
-            if isinstance(storage, optuna.storages.RDBStorage):
-                storage.remove_session()  # its transaction died with the connection
-            delay = STORAGE_RETRY_DELAYS[retries]
+            _wait_for_storage(err, storage, config.shown_storage, retries)
             retries += 1
-            log.warning(
-                "lost the Optuna storage %s (%s); retry %d of %d in %g s",
-                shown,
-                cause,
-                retries,
-                len(STORAGE_RETRY_DELAYS),
-                delay,
-            )
-            time.sleep(delay)
 
 
 @contextlib.contextmanager
@@ -194,3 +152,64 @@ def quiet_optuna() -> Iterator[None]:
         yield
     finally:
         optuna.logging.set_verbosity(level)
+
+
+def _run_some(
+    study: optuna.Study,
+    runner: TrialRunner,
+    n_jobs: int,
+    n_trials: int | None,
+    timeout: float | None,
+    callbacks: list[Callable[[optuna.Study, Any], None]] | None,
+) -> None:
+    """Up to ``n_trials`` trials, one at a time (Optuna's loop) or ``n_jobs`` at once in
+    trial order (:func:`rectune.tuning.parallel.optimize_in_order`)."""
+    if n_jobs == 1:
+        study.optimize(
+            runner,
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(Exception,),
+            callbacks=callbacks,
+            show_progress_bar=False,  # the study's own bar counts shared trials too
+        )
+    else:
+        parallel.optimize_in_order(
+            study,
+            runner,
+            n_jobs=n_jobs,
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(Exception,),
+            callbacks=callbacks,
+            prepare=runner.prepare,
+            cancel=runner.cancelled,
+        )
+
+
+def _wait_for_storage(err: Exception, storage: BaseStorage, shown: str, retries: int) -> None:
+    """After ``err``: re-raise it unless it is a lost storage connection; then wait before
+    retry ``retries + 1``, or give up once every delay of :data:`STORAGE_RETRY_DELAYS`
+    was waited."""
+    lost = lost_connection(err)
+    if lost is None:
+        raise err
+    cause = first_line(lost)
+    if retries == len(STORAGE_RETRY_DELAYS):
+        raise StorageUnavailableError(
+            f"lost the Optuna storage {shown} ({cause}) and "
+            f"{retries} retries over {sum(STORAGE_RETRY_DELAYS):g} s did not bring "
+            "it back; finished trials are kept: run the same command to resume"
+        ) from err
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.remove_session()  # its transaction died with the connection
+    delay = STORAGE_RETRY_DELAYS[retries]
+    log.warning(
+        "lost the Optuna storage %s (%s); retry %d of %d in %g s",
+        shown,
+        cause,
+        retries + 1,
+        len(STORAGE_RETRY_DELAYS),
+        delay,
+    )
+    time.sleep(delay)

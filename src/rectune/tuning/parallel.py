@@ -32,12 +32,18 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages._heartbeat import (
+from optuna.trial import FrozenTrial, TrialState
+
+from rectune.tuning._optuna import (
     BaseHeartbeatThread,
+    clear_stop,
     get_heartbeat_thread,
     is_heartbeat_enabled,
+    set_in_optimize_loop,
+    stop_requested,
+    storage_of,
+    trial_id_of,
 )
-from optuna.trial import FrozenTrial, TrialState
 
 TrialFunction = Callable[[optuna.Trial], float | Sequence[float]]
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -130,12 +136,12 @@ def optimize_in_order(
     asked = 0
     # study.stop() may only be called inside an optimize loop, which Optuna tracks per
     # thread; the same flag is set in each worker thread below.
-    study._thread_local.in_optimize_loop = True
-    study._stop_flag = False
+    set_in_optimize_loop(study, True)
+    clear_stop(study)
 
     def may_ask() -> bool:
         return (
-            not study._stop_flag
+            not stop_requested(study)
             and (n_trials is None or asked < n_trials)
             and (deadline is None or _now() < deadline)
         )
@@ -169,8 +175,8 @@ def optimize_in_order(
         raise
     finally:
         pool.shutdown(wait=True)
-        study._thread_local.in_optimize_loop = False
-        study._storage.remove_session()
+        set_in_optimize_loop(study, False)
+        storage_of(study).remove_session()
 
 
 def _start(
@@ -179,12 +185,12 @@ def _start(
     pool: ThreadPoolExecutor,
     prepare: Callable[[optuna.Trial], Any] | None,
 ) -> _Running:
-    if is_heartbeat_enabled(study._storage):
+    if is_heartbeat_enabled(storage_of(study)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     trial = study.ask()
-    heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
+    heartbeat = get_heartbeat_thread(trial_id_of(trial), storage_of(study))
     heartbeat.__enter__()
     try:
         if prepare is not None:
@@ -199,7 +205,7 @@ def _start(
 def _call(
     study: optuna.Study, func: TrialFunction, trial: optuna.Trial
 ) -> tuple[TrialState, Any, BaseException | None]:
-    study._thread_local.in_optimize_loop = True
+    set_in_optimize_loop(study, True)
     try:
         return TrialState.COMPLETE, func(trial), None
     except optuna.TrialPruned as err:
@@ -207,7 +213,7 @@ def _call(
     except (Exception, KeyboardInterrupt) as err:
         return TrialState.FAIL, None, err
     finally:
-        study._thread_local.in_optimize_loop = False
+        set_in_optimize_loop(study, False)
 
 
 def _tell(study: optuna.Study, running: _Running, state: TrialState, values: Any) -> FrozenTrial:

@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from rectune import __version__
 from rectune.models import (
@@ -28,6 +30,12 @@ from rectune.tuning.storage import (
     is_shared,
 )
 from rectune.urls import redact_url
+
+if TYPE_CHECKING:
+    from rectune.data.store import SplitDataset
+    from rectune.tracking import Tracker
+    from rectune.tuning.search_space import SearchSpace
+    from rectune.tuning.trial import TrialRunner
 
 
 @dataclass
@@ -63,30 +71,21 @@ def _best_trial(study: optuna.Study, multi: bool) -> optuna.trial.FrozenTrial | 
 
 
 def finish_study(
-    study, config, tracker, parent_id, dataset, space, started, runner, notes, reports
+    study: optuna.Study,
+    config: TuningConfig,
+    tracker: Tracker,
+    parent_id: str,
+    dataset: SplitDataset,
+    space: SearchSpace,
+    started: float,
+    runner: TrialRunner,
+    notes: list[str],
+    reports: ModuleType,
 ) -> TuningResult:
-    states = optuna.trial.TrialState
+    """Write out a study this worker is done with: the best trial's parameters to the
+    output file and the parent run, the study's counts, and the study report."""
     trials = study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in trials}
-    mine = [by_number[n] for n in runner.ran if n in by_number]
-    counts = {
-        "complete": sum(t.state == states.COMPLETE for t in mine),
-        "reused": sum(t.state == states.COMPLETE and REUSED_FROM in t.user_attrs for t in mine),
-        "shared": len(runner.shared),
-        # Models this worker fitted: its trials less the reused (and shared) ones.
-        "fits": sum(
-            t.state in (states.PRUNED, states.FAIL)
-            or (t.state == states.COMPLETE and REUSED_FROM not in t.user_attrs)
-            for t in mine
-        ),
-        "pruned": sum(t.state == states.PRUNED for t in mine),
-        "failed": sum(t.state == states.FAIL for t in mine),
-        "study_finished": StudyProgress.of_trials(
-            trials, count_shared=config.count_shared
-        ).finished,
-        "study_shared": sum(is_shared(t) for t in trials),
-        "study_total": len(trials),
-    }
+    counts = _counts(trials, runner.ran, len(runner.shared), config.count_shared)
     best = _best_trial(study, config.multi_objective)
     objectives = config.resolved_objectives
     best_params = best_values = None
@@ -97,48 +96,12 @@ def finish_study(
         order = list(HYPERPARAMETERS[config.model])  # the model's own order, for reading
         best_params = jsonable(dict(sorted(delivered.items(), key=lambda kv: order.index(kv[0]))))
         best_values = {o.name: float(v) for o, v in zip(objectives, best.values, strict=True)}
-        best_run = best.user_attrs.get(RUN_ID)
-        if best_run:
-            previous = study.user_attrs.get("best_run_id")
-            if previous and previous != best_run:
-                tracker.set_tags(previous, {"best_trial": "false"})
-            tracker.set_tags(best_run, {"best_trial": "true"})
-            study.set_user_attr("best_run_id", best_run)
-        # Tags, not params: a resumed or shared study's best may change (params cannot).
-        tracker.log(
-            parent_id,
-            metrics={f"best_{name}": value for name, value in best_values.items()},
-            tags={
-                **{f"best_{name}": value for name, value in best_params.items()},
-                "best_run_id": best_run or "",
-                "best_trial_number": best.number,
-            },
-        )
+        best_run = _mark_best(study, tracker, parent_id, best, best_params, best_values)
         write_best_hyperparameters(
             config.output,
             config.model,
             best_params,
-            {
-                "objectives": list(best_values),
-                "values": best_values,
-                "metric": objectives[0].name,
-                "value": best_values[objectives[0].name],
-                "k": objectives[0].k,
-                "study_name": study.study_name,
-                "storage": config.shown_storage,
-                "trial_number": best.number,
-                "parent_run_id": parent_id,
-                "best_run_id": best_run,
-                "dataset": config.dataset,
-                "dataset_fingerprint": dataset.fingerprint,
-                # Interactions each trial fitted (the mean over folds): BPR's final fit
-                # makes as many SGD steps (model_training.py --final-epochs-from steps).
-                "trained_interactions": round(
-                    float(np.mean([train.nnz for train, _ in runner.folds]))
-                ),
-                "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "rectune_version": __version__,
-            },
+            _provenance(study, config, best, best_values, parent_id, best_run, dataset, runner),
         )
     tracker.log(
         parent_id,
@@ -146,7 +109,7 @@ def finish_study(
             "trials_total": counts["study_total"],
             "trials_finished": counts["study_finished"],
             "trials_failed": sum(
-                t.state == states.FAIL and not t.user_attrs.get(SURPLUS) for t in trials
+                t.state == TrialState.FAIL and not t.user_attrs.get(SURPLUS) for t in trials
             ),
         },
     )
@@ -183,3 +146,92 @@ def finish_study(
         ui_hint=tracker.ui_hint(),
         notes=notes,
     )
+
+
+def _counts(
+    trials: list[optuna.trial.FrozenTrial], ran: list[int], shared: int, count_shared: bool
+) -> dict[str, int]:
+    """This worker's trials (``ran``, and the ``shared`` ones it recorded) by outcome,
+    and the study's."""
+    by_number = {t.number: t for t in trials}
+    mine = [by_number[n] for n in ran if n in by_number]
+    complete = [t for t in mine if t.state == TrialState.COMPLETE]
+    return {
+        "complete": len(complete),
+        "reused": sum(REUSED_FROM in t.user_attrs for t in complete),
+        "shared": shared,
+        # Models this worker fitted: its trials less the reused (and shared) ones.
+        "fits": sum(
+            t.state in (TrialState.PRUNED, TrialState.FAIL)
+            or (t.state == TrialState.COMPLETE and REUSED_FROM not in t.user_attrs)
+            for t in mine
+        ),
+        "pruned": sum(t.state == TrialState.PRUNED for t in mine),
+        "failed": sum(t.state == TrialState.FAIL for t in mine),
+        "study_finished": StudyProgress.of_trials(trials, count_shared=count_shared).finished,
+        "study_shared": sum(is_shared(t) for t in trials),
+        "study_total": len(trials),
+    }
+
+
+def _mark_best(
+    study: optuna.Study,
+    tracker: Tracker,
+    parent_id: str,
+    best: optuna.trial.FrozenTrial,
+    best_params: dict[str, Any],
+    best_values: dict[str, float],
+) -> str | None:
+    """Tag the best trial's run (and untag the one a resumed study had marked); log the
+    best to the parent run. Returns the best run's id."""
+    best_run = best.user_attrs.get(RUN_ID)
+    if best_run:
+        previous = study.user_attrs.get("best_run_id")
+        if previous and previous != best_run:
+            tracker.set_tags(previous, {"best_trial": "false"})
+        tracker.set_tags(best_run, {"best_trial": "true"})
+        study.set_user_attr("best_run_id", best_run)
+    # Tags, not params: a resumed or shared study's best may change (params cannot).
+    tracker.log(
+        parent_id,
+        metrics={f"best_{name}": value for name, value in best_values.items()},
+        tags={
+            **{f"best_{name}": value for name, value in best_params.items()},
+            "best_run_id": best_run or "",
+            "best_trial_number": best.number,
+        },
+    )
+    return best_run
+
+
+def _provenance(
+    study: optuna.Study,
+    config: TuningConfig,
+    best: optuna.trial.FrozenTrial,
+    best_values: dict[str, float],
+    parent_id: str,
+    best_run: str | None,
+    dataset: SplitDataset,
+    runner: TrialRunner,
+) -> dict[str, Any]:
+    """Where the best parameters came from, written beside the output file."""
+    objective = config.resolved_objectives[0]
+    return {
+        "objectives": list(best_values),
+        "values": best_values,
+        "metric": objective.name,
+        "value": best_values[objective.name],
+        "k": objective.k,
+        "study_name": study.study_name,
+        "storage": config.shown_storage,
+        "trial_number": best.number,
+        "parent_run_id": parent_id,
+        "best_run_id": best_run,
+        "dataset": config.dataset,
+        "dataset_fingerprint": dataset.fingerprint,
+        # Interactions each trial fitted (the mean over folds): BPR's final fit makes as
+        # many SGD steps (model_training.py --final-epochs-from steps).
+        "trained_interactions": round(float(np.mean([train.nnz for train, _ in runner.folds]))),
+        "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rectune_version": __version__,
+    }

@@ -75,45 +75,59 @@ def join_study(
         if parent_id:
             tracker.reopen_run(parent_id)
             return parent_id, worker
-        tags = {
-            "model": config.model,
-            "dataset": config.dataset,
-            "dataset_fingerprint": dataset.fingerprint,
-            "study_name": study.study_name,
-            "sampler": config.resolved_sampler,
-            "pruner": "none" if config.multi_objective else config.pruner,
-            "seed": config.seed,
-            "optuna_storage": config.shown_storage,
-            "objectives": ",".join(o.name for o in config.resolved_objectives),
-            "search_space": space.source,
-            "role": "tuning-parent",
-            STUDY_UID_ATTR: uid,
-        }
-        parent_id = tracker.start_stage_run(study.study_name, tags=tags)
-        failpoint("parent_run_created")
-        tracker.log(
-            parent_id,
-            params={
-                "model": config.model,
-                "dataset": config.dataset,
-                "n_trials": config.n_trials,
-                "timeout": config.timeout,
-                "k": config.k,
-                "metric": config.metric,
-                "cv_folds": config.cv_folds,
-                "eval_users": config.eval_users or "all",
-                "share_iterations": config.share_iterations,
-                "n_jobs": config.n_jobs,
-                "device": config.device,
-                "seed": config.seed,
-                "search_space_fingerprint": space.fingerprint,
-            },
-        )
-        tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
+        parent_id = _new_parent(study, config, tracker, space, dataset, uid)
         parents[key] = parent_id
         study.set_user_attr(PARENT_RUNS_ATTR, parents)
         failpoint("parent_run_recorded")
     return parent_id, worker
+
+
+def _new_parent(
+    study: optuna.Study,
+    config: TuningConfig,
+    tracker: Tracker,
+    space: SearchSpace,
+    dataset: SplitDataset,
+    uid: str,
+) -> str:
+    """Make the study's parent run, with the settings it was started with and its
+    search space; return its id."""
+    tags = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "dataset_fingerprint": dataset.fingerprint,
+        "study_name": study.study_name,
+        "sampler": config.resolved_sampler,
+        "pruner": "none" if config.multi_objective else config.pruner,
+        "seed": config.seed,
+        "optuna_storage": config.shown_storage,
+        "objectives": ",".join(o.name for o in config.resolved_objectives),
+        "search_space": space.source,
+        "role": "tuning-parent",
+        STUDY_UID_ATTR: uid,
+    }
+    parent_id = tracker.start_stage_run(study.study_name, tags=tags)
+    failpoint("parent_run_created")
+    tracker.log(
+        parent_id,
+        params={
+            "model": config.model,
+            "dataset": config.dataset,
+            "n_trials": config.n_trials,
+            "timeout": config.timeout,
+            "k": config.k,
+            "metric": config.metric,
+            "cv_folds": config.cv_folds,
+            "eval_users": config.eval_users or "all",
+            "share_iterations": config.share_iterations,
+            "n_jobs": config.n_jobs,
+            "device": config.device,
+            "seed": config.seed,
+            "search_space_fingerprint": space.fingerprint,
+        },
+    )
+    tracker.log_text(parent_id, space.text, f"search_space/{Path(space.source).name}")
+    return parent_id
 
 
 def parent_key(tracker: Tracker) -> tuple[str, str]:

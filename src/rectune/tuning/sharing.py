@@ -27,9 +27,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeatThread, get_heartbeat_thread
 
 from rectune.tracking import PendingRun, Tracker
+from rectune.tuning._optuna import (
+    BaseHeartbeatThread,
+    get_heartbeat_thread,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from rectune.tuning.attributes import (
     FIT_SECONDS,
     ITERATIONS,
@@ -118,8 +124,9 @@ class GridSampler(optuna.samplers.GridSampler):
             largest = max(self._all_grids[i][self._iterations_index] for i in targets)
             targets = [i for i in targets if self._all_grids[i][self._iterations_index] == largest]
         grid_id = int(self._rng.rng.choice(targets))
-        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
-        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+        storage, trial_id = storage_of(study), trial_id_of(trial)
+        storage.set_trial_system_attr(trial_id, "search_space", self._search_space)
+        storage.set_trial_system_attr(trial_id, "grid_id", grid_id)
 
     def system_attrs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """What marks ``params``'s grid point visited, for a trial added by hand."""
@@ -193,7 +200,7 @@ class IterationSharing:
         grid = study.sampler if isinstance(study.sampler, GridSampler) else None
         metrics = mean_of_folds([f.shared[w] for f in fits], sums=(FIT_SECONDS, "eval_seconds"))
         full = {**params, ITERATIONS: w}
-        storage = study._storage
+        storage = storage_of(study)
         # Under the sampling lock, and only if no trial has taken the combination since
         # the fit began (another worker may have sampled it meanwhile).
         with self._sampling():
@@ -203,7 +210,7 @@ class IterationSharing:
             # Straight to the storage (as Study.add_trial does), running, to learn its
             # number, which names its MLflow run.
             trial_id = storage.create_new_trial(
-                study._study_id,
+                study_id_of(study),
                 template_trial=optuna.trial.create_trial(
                     state=optuna.trial.TrialState.RUNNING,
                     params={name: full[name] for name in trial.params},
@@ -252,7 +259,7 @@ class IterationSharing:
         finally:
             for shared in recorded:  # no heartbeat thread outlives its fit
                 shared.heartbeat.join()
-        storage = trial.study._storage
+        storage = storage_of(trial.study)
         for shared in recorded:
             try:
                 storage.set_trial_state_values(

@@ -35,16 +35,12 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage
-
-# Optuna's heartbeat interface, which RDBStorage implements, and the RDB storage's tables;
-# not exported (pinned 5.0.0).
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
 from rectune._io import database_lock, file_lock
 from rectune.errors import ConfigError, RectuneError
+from rectune.tuning._optuna import rdb_models, scoped_session, trial_id_of
 from rectune.tuning.attributes import SHARED_FIT_OF, STUDY_ATTR
 from rectune.tuning.heartbeats import (
     DEFAULT_HEARTBEAT,
@@ -160,14 +156,14 @@ class Database(BeatFromTheStart, optuna.storages.RDBStorage):
     ) -> FrozenTrial:
         trial = super()._create_new_trial(study_id, template_trial)
         if trial.state == TrialState.RUNNING:
-            self.record_heartbeat(trial._trial_id)
+            self.record_heartbeat(trial_id_of(trial))
         return trial
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Optuna's own check, which skips trials with no heartbeat, and the silent trials
         # it leaves, from one read of the running trials with their last beats.
-        trial, beat = models.TrialModel, models.TrialHeartbeatModel
-        with _create_scoped_session(self.scoped_session) as session:
+        trial, beat = rdb_models.TrialModel, rdb_models.TrialHeartbeatModel
+        with scoped_session(self.scoped_session) as session:
             # The database's clock, which stamps the beats; naive, as the beats are
             # (PostgreSQL's now() is timezone-aware).
             now = session.scalar(sqlalchemy.select(sqlalchemy.func.now())).replace(tzinfo=None)

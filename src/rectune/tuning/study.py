@@ -147,6 +147,53 @@ def run_tuning(
 
     started = time.perf_counter()
     reports.import_behind()
+    config, space, dataset = _checked_inputs(config)
+    on_stale = StaleTrialHandler()
+    storage = _make_storage(config, on_stale)
+    study = open_study(config, space, dataset, storage)
+    if pruner is not None:
+        study.pruner = pruner
+    # Parallel trials are pruned on the trials every run has finished before them.
+    study.pruner = parallel.in_trial_order(study.pruner, config.n_jobs)
+    resumed = len(study.get_trials(deepcopy=False))
+    notes = _setting_notes(config, space)
+    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
+    parent_id, worker = join_study(study, storage, config, tracker, space, dataset)
+    notes.extend(reconcile_noted(study, tracker, parent_id))
+    if worker:
+        # Workers after the first sample from their own seed, so they do not all try
+        # the same parameters; the first worker of a study keeps --seed's sequence.
+        seed = derived_seed(config.seed, WORKER, worker)
+        study.sampler = make_sampler(config.resolved_sampler, seed, space)
+        notes.append(f"run {worker + 1} to join this study: its sampler is seeded with {seed}")
+    with tracker.ending(parent_id, interrupted="KILLED") as parent_end:
+        if config.warm_start:
+            queued = _warm_start(study, config, space)
+            notes.append(f"warm start: {queued} parameter set(s) enqueued")
+        runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit, storage=storage)
+        on_stale.on_stale.append(runner.end_stale_run)
+        interrupted = False
+        try:
+            # MLflow writes go on in the background while the next model fits.
+            with quiet_optuna(), tracker.write_behind():
+                optimize(study, storage, runner, config, notes)
+        except KeyboardInterrupt:
+            # Keep what finished: write the best so far and the report, then stop.
+            interrupted = True
+            notes.append("interrupted: the trials finished so far are kept and reported")
+        notes.extend(_closing_notes(study, tracker, parent_id, runner))
+        result = finish_study(
+            study, config, tracker, parent_id, dataset, space, started, runner, notes, reports
+        )
+        result.resumed_trials = resumed
+        result.interrupted = interrupted
+        parent_end.status = "KILLED" if interrupted else "FINISHED"
+        return result
+
+
+def _checked_inputs(config: TuningConfig) -> tuple[TuningConfig, SearchSpace, SplitDataset]:
+    """The resolved config, its search space and dataset; every input that can be
+    refused is refused here, before any run is made."""
     space = load_search_space(config.model, config.search_space)
     if config.resolved_sampler == "grid":
         space.grid()  # refuse continuous spaces before anything else
@@ -163,14 +210,11 @@ def run_tuning(
             f"dataset {config.dataset!r} has an empty validation split; "
             "re-split it with a larger --validation-fraction"
         )
-    on_stale = StaleTrialHandler()
-    storage = _make_storage(config, on_stale)
-    study = open_study(config, space, dataset, storage)
-    if pruner is not None:
-        study.pruner = pruner
-    # Parallel trials are pruned on the trials every run has finished before them.
-    study.pruner = parallel.in_trial_order(study.pruner, config.n_jobs)
-    resumed = len(study.get_trials(deepcopy=False))
+    return config, space, dataset
+
+
+def _setting_notes(config: TuningConfig, space: SearchSpace) -> list[str]:
+    """What the user should know about how the settings combine."""
     notes = []
     categorical = [
         name
@@ -184,55 +228,26 @@ def run_tuning(
         )
     if config.multi_objective and config.pruner != "none":
         notes.append("pruning is off: Optuna does not prune multi-objective studies")
-    tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    parent_id, worker = join_study(study, storage, config, tracker, space, dataset)
-    notes.extend(reconcile_noted(study, tracker, parent_id))
-    if worker:
-        # Workers after the first sample from their own seed, so they do not all try
-        # the same parameters; the first worker of a study keeps --seed's sequence.
-        seed = derived_seed(config.seed, WORKER, worker)
-        study.sampler = make_sampler(config.resolved_sampler, seed, space)
-        notes.append(f"run {worker + 1} to join this study: its sampler is seeded with {seed}")
-    status = "FAILED"
-    interrupted = False
-    try:
-        if config.warm_start:
-            queued = _warm_start(study, config, space)
-            notes.append(f"warm start: {queued} parameter set(s) enqueued")
-        runner = TrialRunner(config, space, dataset, tracker, parent_id, fit=fit, storage=storage)
-        on_stale.on_stale.append(runner.end_stale_run)
-        try:
-            # MLflow writes go on in the background while the next model fits.
-            with quiet_optuna(), tracker.write_behind():
-                optimize(study, storage, runner, config, notes)
-        except KeyboardInterrupt:
-            # Keep what finished: write the best so far and the report, then stop.
-            interrupted = True
-            notes.append("interrupted: the trials finished so far are kept and reported")
-        # What workers killed while this one ran left behind (this one's writes are done).
-        notes.extend(reconcile_noted(study, tracker, parent_id))
-        if tracker.write_errors:
-            notes.append(
-                f"{len(tracker.write_errors)} MLflow write(s) failed (the Optuna study has "
-                f"every result); the first: {tracker.write_errors[0]}"
-            )
-        if runner.stale:
-            notes.append(
-                f"trial(s) {', '.join(map(str, runner.stale))} had stopped sending heartbeats "
-                "(a worker died): marked failed, their parameters queued once more"
-            )
-        result = finish_study(
-            study, config, tracker, parent_id, dataset, space, started, runner, notes, reports
+    return notes
+
+
+def _closing_notes(
+    study: optuna.Study, tracker: Tracker, parent_id: str, runner: TrialRunner
+) -> list[str]:
+    """What went wrong around the trials: runs killed workers left behind (reconciled
+    now that this worker's writes are done), failed MLflow writes, stale trials."""
+    notes = reconcile_noted(study, tracker, parent_id)
+    if tracker.write_errors:
+        notes.append(
+            f"{len(tracker.write_errors)} MLflow write(s) failed (the Optuna study has "
+            f"every result); the first: {tracker.write_errors[0]}"
         )
-        result.resumed_trials = resumed
-        result.interrupted = interrupted
-        status = "KILLED" if interrupted else "FINISHED"
-        return result
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.end_run(parent_id, status)
+    if runner.stale:
+        notes.append(
+            f"trial(s) {', '.join(map(str, runner.stale))} had stopped sending heartbeats "
+            "(a worker died): marked failed, their parameters queued once more"
+        )
+    return notes
 
 
 def _make_storage(config: TuningConfig, on_stale: StaleTrialHandler) -> BaseStorage:

@@ -64,6 +64,25 @@ def find_completed(
     return None
 
 
+def _thread_shares(model: str, n_jobs: int) -> tuple[int | None, int]:
+    """(fit threads, evaluation threads) of each of ``n_jobs`` trials run at once.
+
+    Parallel trials share the cores. BPR stays on its deterministic single thread; None
+    and 0 mean the defaults (all cores for ALS and for evaluation).
+    """
+    share = max(1, (os.cpu_count() or 1) // n_jobs)
+    return (share if n_jobs > 1 and model == "als" else None), (share if n_jobs > 1 else 0)
+
+
+def _is_finite(space: SearchSpace) -> bool:
+    """Whether ``space`` has finitely many combinations."""
+    try:
+        space.grid()
+    except ConfigError:
+        return False
+    return True
+
+
 class SurplusTrial(Exception):
     """A trial created after the study already had its requested number of trials."""
 
@@ -97,12 +116,8 @@ class TrialRunner:
         self.objectives = config.resolved_objectives
         self.fit = fit
         self.device = resolve_device(config.device)
-        # Parallel trials share the cores. BPR stays on its deterministic single thread;
-        # None and 0 mean the defaults (all cores for ALS and for evaluation).
         n_jobs = parallel_trials(config, space)
-        share = max(1, (os.cpu_count() or 1) // n_jobs)
-        self.num_threads = share if n_jobs > 1 and config.model == "als" else None
-        eval_threads = share if n_jobs > 1 else 0
+        self.num_threads, eval_threads = _thread_shares(config.model, n_jobs)
         self.scorer = FoldScorer(config, dataset, self.objectives, eval_threads)
         #: The (train, held-out) pairs every trial fits and is scored on.
         self.folds = self.scorer.folds
@@ -121,11 +136,7 @@ class TrialRunner:
         #: The study as :meth:`prepare` read it for each trial, by number.
         self._prepared: dict[int, list[optuna.trial.FrozenTrial]] = {}
         #: Whether the space has finitely many combinations, each to be tried once.
-        try:
-            space.grid()
-            self.finite = True
-        except ConfigError:
-            self.finite = False
+        self.finite = _is_finite(space)
         self._sampling_lock = f"rectune/{config.resolved_study_name}/sampling"
         self.fitter = TrialFitter(
             config,
