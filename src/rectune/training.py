@@ -34,6 +34,7 @@ from rectune.models import (
 )
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
+from rectune.seeds import REPEAT, derived_seed
 from rectune.tracking import Tracker, default_experiment
 from rectune.tuning.best_params import matching_provenance, read_best_hyperparameters
 
@@ -271,7 +272,8 @@ class _Fitted:
 
 
 def _fit_and_score(config: TrainingConfig, inputs: _Inputs) -> _Fitted:
-    """Fit ``config.repeats`` models (seeds ``seed``, ``seed + 1``...) and score each;
+    """Fit ``config.repeats`` models (``seed`` itself, then seeds derived from it by
+    :func:`rectune.seeds.derived_seed`) and score each;
     the model kept is the first, the metrics are means (and, repeated, deviations)."""
     runs: list[dict[str, float]] = []
     kept = None
@@ -279,7 +281,10 @@ def _fit_and_score(config: TrainingConfig, inputs: _Inputs) -> _Fitted:
     evaluator = Evaluator(inputs.fit_on, inputs.score_on, config.k)  # one for every repeat
     for repeat in range(config.repeats):
         model = build_model(
-            config.model, inputs.params, device=config.device, seed=config.seed + repeat
+            config.model,
+            inputs.params,
+            device=config.device,
+            seed=derived_seed(config.seed, REPEAT, repeat),
         )
         started = time.perf_counter()
         fit_model(model, inputs.fit_on, show_progress=fit_progress(config.show_progress))
