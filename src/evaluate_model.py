@@ -28,7 +28,13 @@ from rectune.cli import (
 )
 from rectune.config import MODELS_DIR
 from rectune.evaluation.report import evaluation_tables
-from rectune.evaluation.stage import DEFAULT_KS, EvaluationConfig, parse_ks, run_evaluation
+from rectune.evaluation.stage import (
+    DEFAULT_KS,
+    EvaluationConfig,
+    EvaluationResult,
+    parse_ks,
+    run_evaluation,
+)
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.urls import redact_url
 
@@ -118,9 +124,7 @@ def main(
     comparison with each baseline; the report is written to MODELS_DIR/reports/ and
     logged to an MLflow evaluation run.
     """
-    chosen = [given for given in (model, model_dir, run_id) if given is not None]
-    if len(chosen) != 1:
-        raise InputError("give exactly one of --model, --model-dir and --run-id (see --help)")
+    _check_one_model(model, model_dir, run_id)
     config = EvaluationConfig(
         model_dir=Path(models_dir) / model if model else model_dir,
         run_id=run_id,
@@ -137,6 +141,18 @@ def main(
         show_progress=progress,
     )
     result = run_evaluation(config)
+    _print_results(result)
+
+
+def _check_one_model(model: str | None, model_dir: Path | None, run_id: str | None) -> None:
+    """Refuse anything but exactly one way of naming the model."""
+    chosen = [given for given in (model, model_dir, run_id) if given is not None]
+    if len(chosen) != 1:
+        raise InputError("give exactly one of --model, --model-dir and --run-id (see --help)")
+
+
+def _print_results(result: EvaluationResult) -> None:
+    """Print what was evaluated, the report's tables, and where reports and run are."""
     summary = result.summary
     data = summary["dataset"]
     click.echo(
@@ -145,13 +161,7 @@ def main(
     )
     for title, header, rows in evaluation_tables(summary):
         click.echo(f"\n{title}")
-        widths = [
-            max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)
-        ]
-        for row in (header, *rows):
-            click.echo(
-                "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            )
+        _print_table(header, rows)
     click.echo("\nReports: " + ", ".join(str(path) for path in result.report_paths))
     if result.ended_dead_runs:
         click.echo(
@@ -162,6 +172,15 @@ def main(
         f"MLflow run {result.run_id} in experiment {result.experiment_name} "
         f"({redact_url(result.tracking_uri)})"
     )
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Print ``header`` and ``rows`` indented, in columns as wide as their widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        click.echo(
+            "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from pathlib import Path
+from typing import Any
 
 import click
 import optuna
@@ -36,6 +37,7 @@ from rectune.tuning.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
 from rectune.tuning.heartbeats import DEFAULT_HEARTBEAT, GRACE_FACTOR
 from rectune.tuning.plan import SAMPLERS, TUNING_METRICS, TuningConfig, parse_objectives
 from rectune.tuning.pruners import DEFAULT_PRUNER, PRUNERS
+from rectune.tuning.results import TuningResult
 from rectune.tuning.study import repair_study, run_tuning
 
 
@@ -237,36 +239,7 @@ class JobCount(click.ParamType):
     "on the fly): same seed, same trials."
 )
 @data_dir_option
-def main(
-    model: str,
-    dataset: str,
-    n_trials: int,
-    timeout: float | None,
-    k: int,
-    metric: str,
-    objectives: str | None,
-    sampler: str | None,
-    pruner: str,
-    search_space: str | None,
-    study_name: str | None,
-    storage: str | None,
-    heartbeat: int,
-    n_jobs: int | str,
-    device: str,
-    cv_folds: int,
-    checkpoints: int,
-    patience: int,
-    share_iterations: bool,
-    count_shared: bool,
-    eval_users: int | None,
-    warm_start: bool,
-    repair: bool,
-    output: Path,
-    experiment_name: str | None,
-    progress: bool,
-    seed: int,
-    data_dir: Path,
-) -> None:
+def main(objectives: str | None, repair: bool, progress: bool, **options: Any) -> None:
     """Tune MODEL's hyperparameters: train on train_val, score metric@K on validation.
 
     Every trial is a child run under one MLflow parent run; the best parameters are
@@ -276,42 +249,12 @@ def main(
     more shells or on more machines with a shared --storage (postgresql://...) and
     MLFLOW_TRACKING_URI adds workers to it: they split the --n-trials between them.
     """
-    # One "Warning: trial N failed: ..." line per failed trial instead of Optuna's
-    # tracebacks; the error is also kept in the trial and its MLflow run.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_LevelPrefix())
-    logger = logging.getLogger("rectune")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger = _log_to_stderr()
+    # Every other option is the TuningConfig field of its name, so it is passed as is.
     config = TuningConfig(
-        model=model,
-        dataset=dataset,
-        n_trials=n_trials,
-        timeout=timeout,
-        k=k,
-        metric=metric,
         objectives=parse_objectives(objectives) if objectives else (),
-        sampler=sampler,
-        pruner=pruner,
-        search_space=search_space,
-        study_name=study_name,
-        storage=storage,
-        n_jobs=n_jobs,
-        heartbeat=heartbeat,
-        seed=seed,
-        device=device,
-        cv_folds=cv_folds,
-        warm_start=warm_start,
-        output=output,
-        experiment_name=experiment_name,
-        data_dir=data_dir,
-        checkpoints=checkpoints,
-        patience=patience,
-        share_iterations=share_iterations,
-        count_shared=count_shared,
-        eval_users=eval_users,
         show_progress=progress,
+        **options,
     )
     if repair:
         for line in repair_study(config):
@@ -319,11 +262,48 @@ def main(
         return
     with lines_above_bars([logger, logging.getLogger("optuna")], enabled=progress):
         result = run_tuning(config)
+    _print_summary(result, config)
+    if code := _exit_code(result):
+        raise SystemExit(code)
 
+
+def _log_to_stderr() -> logging.Logger:
+    """Show rectune's progress notes and warnings as plain lines; return its logger.
+
+    One "Warning: trial N failed: ..." line per failed trial instead of Optuna's
+    tracebacks; the error is also kept in the trial and its MLflow run.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LevelPrefix())
+    logger = logging.getLogger("rectune")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def _print_summary(result: TuningResult, config: TuningConfig) -> None:
+    """Print what the run did, the best trial, and where its report and runs are."""
+    click.echo(_counts_line(result, config))
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    _print_best(result, config)
+    if result.report_path:
+        click.echo(f"Report: {result.report_path}")
+    click.echo(
+        f"MLflow parent run {result.parent_run_id} in experiment "
+        f"{result.experiment_name} ({result.tracking_uri})"
+    )
+    click.echo(f"  {result.ui_hint}")
+    click.echo(f"Wall time {result.wall_seconds:.1f} s")
+
+
+def _counts_line(result: TuningResult, config: TuningConfig) -> str:
+    """The one line that counts this run's trials and fits and the study's total."""
     counts = result.counts
     complete = counts["complete"] + counts["shared"]
     on_top = counts["shared"] and not config.count_shared
-    click.echo(
+    return (
         f"Study {result.study.study_name}: {complete + counts['pruned'] + counts['failed']} "
         f"trials this run from {counts['fits']} fits ({complete} complete, "
         f"{counts['shared']} of them recorded from another's fit, {counts['reused']} reused; "
@@ -333,28 +313,28 @@ def main(
         + (" (recorded ones on top)" if on_top else "")
         + (f", {result.resumed_trials} trials from earlier runs" if result.resumed_trials else "")
     )
-    for note in result.notes:
-        click.echo(f"  note: {note}")
+
+
+def _print_best(result: TuningResult, config: TuningConfig) -> None:
+    """Print the best trial's values and parameters, or why none was written."""
     if result.best_params is None:
         click.echo("No trial completed, so no best parameters were written.")
-    else:
-        values = ", ".join(f"{name} = {value:.4f}" for name, value in result.best_values.items())
-        params = ", ".join(f"{name}={value}" for name, value in result.best_params.items())
-        click.echo(f"Best (trial {result.best_trial_number}): {values}")
-        click.echo(f"  {params}")
-        click.echo(f"Wrote the {model} entry of {config.output}")
-    if result.report_path:
-        click.echo(f"Report: {result.report_path}")
-    click.echo(
-        f"MLflow parent run {result.parent_run_id} in experiment "
-        f"{result.experiment_name} ({result.tracking_uri})"
-    )
-    click.echo(f"  {result.ui_hint}")
-    click.echo(f"Wall time {result.wall_seconds:.1f} s")
+        return
+    values = ", ".join(f"{name} = {value:.4f}" for name, value in result.best_values.items())
+    params = ", ".join(f"{name}={value}" for name, value in result.best_params.items())
+    click.echo(f"Best (trial {result.best_trial_number}): {values}")
+    click.echo(f"  {params}")
+    click.echo(f"Wrote the {config.model} entry of {config.output}")
+
+
+def _exit_code(result: TuningResult) -> int:
+    """130 after Ctrl-C (the convention), 1 when there is nothing to hand to the next
+    stage, else 0."""
     if result.interrupted:
-        raise SystemExit(130)  # the conventional status after Ctrl-C
+        return 130
     if result.best_params is None:
-        raise SystemExit(1)  # nothing to hand to the next stage
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from rectune.training import (
     DEFAULT_HYPERPARAMETERS_FILE,
     EPOCHS_FROM,
     TrainingConfig,
+    TrainingResult,
     parse_overrides,
     train_model,
 )
@@ -156,21 +157,31 @@ def main(
         final_epochs_from=final_epochs_from,
     )
     result = train_model(config)
-    click.echo(f"Trained {model} ({mode}) with parameters from {result.origin}:")
+    _print_fit(result, config)
+    _print_outputs(result, config)
+
+
+def _print_fit(result: TrainingResult, config: TrainingConfig) -> None:
+    """Print the parameters the model was fitted with and its scores."""
+    click.echo(f"Trained {config.model} ({config.mode}) with parameters from {result.origin}:")
     click.echo("  " + ", ".join(f"{name}={value}" for name, value in result.params.items()))
     if result.tuned_iterations is not None:
         click.echo(
             f"  (iterations: the tuned {result.tuned_iterations} epochs scaled to as many SGD "
             "steps on this data; --final-epochs-from epochs keeps them)"
         )
-    scored = MODE_SPLITS[mode][1]
+    scored = MODE_SPLITS[config.mode][1]
     click.echo(
         f"Scores on {scored}"
-        + (f", mean ± std over {repeats} seeds:" if result.metrics_std else ":")
+        + (f", mean ± std over {config.repeats} seeds:" if result.metrics_std else ":")
     )
     for name, value in result.metrics.items():
         spread = f" ± {result.metrics_std[name]:.4f}" if result.metrics_std else ""
         click.echo(f"  {name:<14} {value:.4f}{spread}")
+
+
+def _print_outputs(result: TrainingResult, config: TrainingConfig) -> None:
+    """Print where the model was saved, logged and registered."""
     click.echo(f"Saved to {result.model_dir}")
     if result.ended_dead_runs:
         click.echo(
@@ -183,7 +194,7 @@ def main(
     )
     click.echo(f"  pyfunc model: {result.model_uri}")
     if result.registered_version is not None:
-        version = result.registered_version
+        register, alias, version = config.register, config.alias, result.registered_version
         uri = f"models:/{register}@{alias}" if alias else f"models:/{register}/{version}"
         click.echo(f"  registered as {register} version {version}: {uri}")
 

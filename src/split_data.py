@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -193,16 +194,7 @@ def main(
     validation.npz (users x items, float32), user_ids.csv, item_ids.csv and
     manifest.json. The same inputs and --seed give byte-identical matrices.
     """
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-
-    if input_path is not None and given("dataset"):
-        raise InputError("give either --dataset or --input, not both")
-    is_synthetic = input_path is None and dataset == SYNTHETIC
-    shape_options = [f"--{n.replace('_', '-')}" for n in ("n_users", "n_items", "n_interactions")]
-    if not is_synthetic and any(given(o[2:].replace("-", "_")) for o in shape_options):
-        raise InputError(f"{', '.join(shape_options)} apply to --dataset {SYNTHETIC} only")
+    is_synthetic = _check_source_options(ctx, input_path, dataset)
     spec = SourceSpec(
         dataset=dataset,
         input_path=input_path,
@@ -214,12 +206,7 @@ def main(
         if is_synthetic
         else SyntheticConfig(),
     )
-    feedback = FeedbackConfig(
-        min_rating=None if min_rating == NO_MIN_RATING else min_rating,
-        weighting=weighting,
-        min_user_interactions=min_user_interactions,
-        min_item_interactions=min_item_interactions,
-    )
+    feedback = _feedback_config(min_rating, weighting, min_user_interactions, min_item_interactions)
     split = SplitConfig(
         strategy=strategy,
         test_fraction=test_fraction,
@@ -235,7 +222,43 @@ def main(
         data_dir=data_dir,
         source_min_rating=min_rating != NO_MIN_RATING,
     )
+    _warn_about(manifest)
+    _print_summary(manifest, data_dir)
 
+
+def _check_source_options(ctx: click.Context, input_path: Path | None, dataset: str) -> bool:
+    """Refuse options that contradict the chosen source; return whether it is synthetic."""
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+    if input_path is not None and given("dataset"):
+        raise InputError("give either --dataset or --input, not both")
+    is_synthetic = input_path is None and dataset == SYNTHETIC
+    shape_options = [f"--{n.replace('_', '-')}" for n in ("n_users", "n_items", "n_interactions")]
+    if not is_synthetic and any(given(o[2:].replace("-", "_")) for o in shape_options):
+        raise InputError(f"{', '.join(shape_options)} apply to --dataset {SYNTHETIC} only")
+    return is_synthetic
+
+
+def _feedback_config(
+    min_rating: float | str | None,
+    weighting: str,
+    min_user_interactions: int,
+    min_item_interactions: int,
+) -> FeedbackConfig:
+    """The feedback options as a config; ``none`` and no --min-rating both become
+    ``None`` here (``build_dataset``'s ``source_min_rating`` tells them apart)."""
+    return FeedbackConfig(
+        min_rating=None if min_rating == NO_MIN_RATING else min_rating,
+        weighting=weighting,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
+    )
+
+
+def _warn_about(manifest: dict[str, Any]) -> None:
+    """Warn about an unverified download and about empty held-out splits."""
     if manifest["source"].get("verification") == "unverified":
         warn(
             f"{manifest['source']['name']} was used without a checksum check: no MD5 is "
@@ -244,6 +267,10 @@ def main(
     for split, users in (("test", "users_in_test"), ("validation", "users_in_validation")):
         if manifest["counts"][users] == 0:
             warn(f"the {split} split is empty: no user has enough interactions to hold out")
+
+
+def _print_summary(manifest: dict[str, Any], data_dir: Path) -> None:
+    """Print where the dataset went, its sizes and its fingerprint."""
     counts, nnz = manifest["counts"], manifest["nnz"]
     out = Path(data_dir) / "processed" / manifest["name"]
     click.echo(f"Wrote {out}")
