@@ -2,7 +2,7 @@
 
 ALS and BPR in implicit iterate deterministically for a fixed ``random_state`` (BPR
 with one thread): after ``w`` iterations of a fit asked for ``v > w``, the factors are
-bit for bit those of a fit asked for ``w`` (``tests/test_tuning.py`` checks this for
+bit for bit those of a fit asked for ``w`` (``tests/tuning/test_tuning.py`` checks this for
 both). So a trial whose ``iterations`` is ``v`` evaluates its model, through the fit
 callback, at every smaller ``iterations`` choice ``w`` of the search space, and records
 each as a completed trial of its own, with the values a separate fit would have given:

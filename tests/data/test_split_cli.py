@@ -18,7 +18,7 @@ from rectune import __version__
 from rectune._io import csr_fingerprint
 from rectune.data.store import load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "test", "train_val", "validation")
 SMALL = ("--n-users", "60", "--n-items", "80", "--n-interactions", "1500")
 

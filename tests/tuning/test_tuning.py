@@ -557,6 +557,7 @@ def _write_many(output, prefix, count, barrier):
         write_best_hyperparameters(output, f"{prefix}{i}", {"factors": i}, {"round": i})
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_every_entry(tmp_path):
     # Each process adds a new entry per write, so any lost update (read, the other
     # process writes, write back without its entry) drops an entry for good.
@@ -586,7 +587,7 @@ def _tune_subprocess(cwd, data_dir, env):
     from pathlib import Path
 
     (cwd / "als.yaml").write_text(SMALL_ALS)
-    script = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
+    script = Path(__file__).resolve().parents[2] / "src" / "hyperparameter_tuning.py"
     return subprocess.run(
         [
             sys.executable,
@@ -611,6 +612,7 @@ def _tune_subprocess(cwd, data_dir, env):
     )
 
 
+@pytest.mark.slow
 def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, synthetic_dataset):
     result = _tune_subprocess(tmp_path, synthetic_dataset.path.parent.parent, clean_env())
     assert result.returncode == 0, result.stderr
@@ -625,6 +627,7 @@ def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, 
     assert (artifacts / "artifacts" / "importance.json").is_file()
 
 
+@pytest.mark.slow
 def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
     with mlflow_server(
         f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts", tmp_path / "server.log"

@@ -32,7 +32,7 @@ from rectune.tuning.plan import TuningConfig
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SCRIPT = Path(__file__).resolve().parents[1] / "src" / "hyperparameter_tuning.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "src" / "hyperparameter_tuning.py"
 SECRET = "s3cret-Pw"
 FAST_ALS = """model: als
 parameters:
