@@ -17,13 +17,14 @@ from rectune.data.store import SplitDataset
 from rectune.evaluation.evaluator import Evaluator
 from rectune.evaluation.ranking import sample_users
 from rectune.models import DEFAULT_HYPERPARAMETERS, build_model
-from rectune.tracking import RunRef, Tracker
+from rectune.tracking import Tracker
 from rectune.tuning import sharing
 from rectune.tuning.attributes import BEST_ITERATION, FIT_SECONDS, METRICS
 from rectune.tuning.checkpoints import CheckpointPlan, Curve, best_of_folds, mean_of_folds
 from rectune.tuning.plan import Objective, TuningConfig
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.sharing import IterationSharing, SharedTrial
+from rectune.tuning.trial_run import TrialRun
 
 
 class StopFit(Exception):
@@ -123,11 +124,12 @@ class TrialFitter:
         self,
         trial: optuna.Trial,
         params: dict[str, Any],
-        run_id: RunRef,
+        run: TrialRun,
         trials: list[optuna.trial.FrozenTrial],
     ) -> float | tuple[float, ...]:
-        """Fit ``trial`` on every fold, log its result to ``run_id`` and end that run;
-        return its objective values (raises :class:`optuna.TrialPruned` when pruned)."""
+        """Fit ``trial`` on every fold and complete its ``run`` with the result; return
+        its objective values (raises :class:`optuna.TrialPruned` when pruned, its
+        result logged)."""
         plan = self._plan(params)
         shared = self.sharing.pending(trials, params)
         fits: list[FitRecord] = []
@@ -137,17 +139,12 @@ class TrialFitter:
                 fits.append(FitRecord(Curve(plan)))
                 self._fit_fold(trial, fold, train, params, plan, shared, fits, recorded)
         except optuna.TrialPruned:
-            self.tracker.log(
-                run_id,
-                params=params,
-                tags={"pruned": "true", "state": "PRUNED"},
-                history=self._history(fits),
-            )
+            run.log_pruned(self._history(fits))
             raise
         finally:
             # What the fit recorded on its way stands, however the fit ended.
             self.sharing.complete(trial, recorded)
-        metrics = self._log_result(trial, params, plan, fits, run_id)
+        metrics = self._log_result(trial, params, plan, fits, run)
         values = tuple(metrics[o.name] for o in self.objectives)
         return values if self.config.multi_objective else values[0]
 
@@ -191,11 +188,11 @@ class TrialFitter:
         params: dict[str, Any],
         plan: CheckpointPlan,
         fits: list[FitRecord],
-        run_id: RunRef,
+        run: TrialRun,
     ) -> dict[str, float]:
         """The trial's metrics (mean over folds), stored with the trial and logged to its
         run, which ends FINISHED; with early stopping, at its best checkpoint."""
-        tags = {"state": "COMPLETE", "trial_number": trial.number}
+        tags = {}
         if plan.best_of:
             # Early stopping: the trial stands for its best checkpoint's iteration count.
             best = best_of_folds([f.curve for f in fits])
@@ -207,7 +204,7 @@ class TrialFitter:
         if self.config.cv_folds > 1:
             for fold, f in enumerate(fits):
                 self.tracker.log(
-                    run_id,
+                    run.run_id,
                     metrics={f"fold_{name}": value for name, value in f.metrics.items()},
                     step=fold,
                 )
@@ -215,10 +212,7 @@ class TrialFitter:
         metrics[FIT_SECONDS] = sum(f.fit_seconds for f in fits)
         metrics["eval_seconds"] = sum(f.eval_seconds for f in fits)
         trial.set_user_attr(METRICS, metrics)
-        self.tracker.log(
-            run_id, params=params, metrics=metrics, tags=tags, history=self._history(fits)
-        )
-        self.tracker.end_run(run_id, "FINISHED")
+        run.complete(params, metrics, tags=tags, history=self._history(fits))
         return metrics
 
     def _plan(self, params: dict[str, Any]) -> CheckpointPlan:

@@ -22,14 +22,11 @@ from rectune.models import (
 from rectune.tracking import (
     PARENT_TAG,
     PendingRun,
-    RunRef,
     Tracker,
 )
 from rectune.tuning import sharing
 from rectune.tuning.attributes import (
     BEST_ITERATION,
-    ERROR,
-    INTERRUPTED,
     METRICS,
     PARAMS,
     REUSED_FROM,
@@ -43,6 +40,7 @@ from rectune.tuning.plan import TuningConfig, parallel_trials
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.sharing import IterationSharing
 from rectune.tuning.storage import study_lock, trials_ahead
+from rectune.tuning.trial_run import TrialRun
 
 log = logging.getLogger(__name__)
 
@@ -201,38 +199,27 @@ class TrialRunner:
         failpoint("trial_started")
         # The run is made behind the fit; its id joins the trial's attributes as soon
         # as it exists (a killed worker's run is found and ended through it).
-        run_id = self._start_trial_run(trial.number, lambda made: trial.set_user_attr(RUN_ID, made))
-        params: dict[str, Any] = {}
-        # The params go to MLflow with the trial's result (one write, not two).
+        run = TrialRun(
+            trial,
+            self._start_trial_run(trial.number, lambda made: trial.set_user_attr(RUN_ID, made)),
+            self.tracker,
+        )
         try:
-            # In here: a failure to sample is a failed trial, counted as one.
-            params = self._suggest(trial)
-            trial.set_user_attr(PARAMS, params)
-            previous = find_completed(trials, params, exclude=trial.number)
-            if previous is not None:
-                value = self._reuse(trial, previous, run_id, params)
-            else:
-                value = self.fitter.fit_trial(trial, params, run_id, trials)
-            failpoint("objective_returned")
-            return value
-        except optuna.TrialPruned:
-            self.tracker.end_run(run_id, "FINISHED")  # _train logged its result
-            raise
+            with run.ending():
+                # In here: a failure to sample is a failed trial, counted as one.
+                run.params = params = self._suggest(trial)
+                trial.set_user_attr(PARAMS, params)
+                previous = find_completed(trials, params, exclude=trial.number)
+                if previous is not None:
+                    value = self._reuse(trial, previous, run, params)
+                else:
+                    value = self.fitter.fit_trial(trial, params, run, trials)
+                failpoint("objective_returned")
+                return value
         except Exception as err:
-            self.failed += 1
-            message = f"{type(err).__name__}: {err}"
-            log.warning("trial %d failed: %s", trial.number, message)
-            self.tracker.log(run_id, params=params, tags={"error": message, "state": "FAIL"})
-            self.tracker.end_run(run_id, "FAILED")
-            trial.set_user_attr(ERROR, message)
+            if not isinstance(err, optuna.TrialPruned):
+                self.failed += 1
             raise
-        except BaseException:  # Ctrl-C: the run did not fail, it was stopped
-            trial.set_user_attr(ERROR, INTERRUPTED)
-            self.tracker.log(run_id, params=params, tags={"error": INTERRUPTED, "state": "FAIL"})
-            self.tracker.end_run(run_id, "KILLED")
-            raise
-        finally:
-            run_id.wait()  # the trial must not end before its run id is recorded
 
     def _start_trial_run(
         self, number: int, record_id: Callable[[str], Any], **tags: Any
@@ -288,7 +275,7 @@ class TrialRunner:
         self,
         trial: optuna.Trial,
         previous: optuna.trial.FrozenTrial,
-        run_id: RunRef,
+        run: TrialRun,
         params: dict[str, Any],
     ) -> float | tuple[float, ...]:
         trial.set_user_attr(REUSED_FROM, previous.number)
@@ -296,16 +283,10 @@ class TrialRunner:
         trial.set_user_attr(METRICS, metrics)
         if BEST_ITERATION in previous.user_attrs:
             trial.set_user_attr(BEST_ITERATION, previous.user_attrs[BEST_ITERATION])
-        self.tracker.log(
-            run_id,
-            params=delivered_params(previous.user_attrs, params),
-            metrics=metrics,
-            tags={
-                "reused_from_trial": previous.number,
-                "state": "COMPLETE",
-                "trial_number": trial.number,
-            },
+        run.complete(
+            delivered_params(previous.user_attrs, params),
+            metrics,
+            tags={"reused_from_trial": previous.number},
         )
-        self.tracker.end_run(run_id, "FINISHED")
         values = tuple(previous.values)
         return values if self.config.multi_objective else values[0]
