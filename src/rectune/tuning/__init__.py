@@ -151,6 +151,7 @@ from rectune.tuning.storage import (
 )
 from rectune.tuning.study import open_study, repair_study, run_tuning
 from rectune.tuning.trial import SurplusTrial, TrialRunner, find_completed
+from rectune.tuning.trial_run import TrialRun
 
 __all__ = [
     "BEST_ITERATION",
@@ -219,6 +220,7 @@ __all__ = [
     "SurplusTrial",
     "TrialFitter",
     "TrialFunction",
+    "TrialRun",
     "TrialRunner",
     "TuningConfig",
     "TuningResult",

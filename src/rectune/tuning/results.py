@@ -103,16 +103,7 @@ def finish_study(
             best_params,
             _provenance(study, config, best, best_values, parent_id, best_run, dataset, runner),
         )
-    tracker.log(
-        parent_id,
-        metrics={
-            "trials_total": counts["study_total"],
-            "trials_finished": counts["study_finished"],
-            "trials_failed": sum(
-                t.state == TrialState.FAIL and not t.user_attrs.get(SURPLUS) for t in trials
-            ),
-        },
-    )
+    _log_counts(tracker, parent_id, counts, trials)
     wall = time.perf_counter() - started
     summary = {
         "study": study.study_name,
@@ -145,6 +136,25 @@ def finish_study(
         tracking_uri=redact_url(tracker.uri),
         ui_hint=tracker.ui_hint(),
         notes=notes,
+    )
+
+
+def _log_counts(
+    tracker: Tracker,
+    parent_id: str,
+    counts: dict[str, int],
+    trials: list[optuna.trial.FrozenTrial],
+) -> None:
+    """The study's trial counts on its parent run (surplus trials are not failures)."""
+    tracker.log(
+        parent_id,
+        metrics={
+            "trials_total": counts["study_total"],
+            "trials_finished": counts["study_finished"],
+            "trials_failed": sum(
+                t.state == TrialState.FAIL and not t.user_attrs.get(SURPLUS) for t in trials
+            ),
+        },
     )
 
 
