@@ -15,8 +15,10 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from rectune.tuning._optuna import BaseHeartbeatThread, get_heartbeat_thread
 from rectune.tuning.attributes import HEARTBEAT_ATTR
 
 #: Seconds between a running trial's heartbeats; a trial is stale after GRACE_FACTOR of them.
@@ -103,3 +105,20 @@ def fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def start_beating(storage: BaseStorage, trial_id: int) -> BaseHeartbeatThread:
+    """Start running trial ``trial_id``'s heartbeat, as Optuna's own loop does (a thread
+    that does nothing where the storage has no heartbeats); :func:`stop_beating` stops it.
+
+    Every heartbeat rectune runs outside Optuna's loop (trials run in trial order, trials
+    recorded from another's fit) starts and stops here.
+    """
+    thread = get_heartbeat_thread(trial_id, storage)
+    thread.start()
+    return thread
+
+
+def stop_beating(thread: BaseHeartbeatThread) -> None:
+    """Stop a heartbeat :func:`start_beating` started, and wait for its thread."""
+    thread.join()

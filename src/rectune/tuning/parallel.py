@@ -37,13 +37,13 @@ from optuna.trial import FrozenTrial, TrialState
 from rectune.tuning._optuna import (
     BaseHeartbeatThread,
     clear_stop,
-    get_heartbeat_thread,
     is_heartbeat_enabled,
     set_in_optimize_loop,
     stop_requested,
     storage_of,
     trial_id_of,
 )
+from rectune.tuning.heartbeats import start_beating, stop_beating
 
 TrialFunction = Callable[[optuna.Trial], float | Sequence[float]]
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -190,14 +190,13 @@ def _start(
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     trial = study.ask()
-    heartbeat = get_heartbeat_thread(trial_id_of(trial), storage_of(study))
-    heartbeat.__enter__()
+    heartbeat = start_beating(storage_of(study), trial_id_of(trial))
     try:
         if prepare is not None:
             prepare(trial)
         return _Running(trial, heartbeat, pool.submit(_call, study, func, trial))
     except BaseException:
-        heartbeat.__exit__(None, None, None)
+        stop_beating(heartbeat)
         study.tell(trial, state=TrialState.FAIL)
         raise
 
@@ -217,7 +216,7 @@ def _call(
 
 
 def _tell(study: optuna.Study, running: _Running, state: TrialState, values: Any) -> FrozenTrial:
-    running.heartbeat.__exit__(None, None, None)
+    stop_beating(running.heartbeat)
     if state == TrialState.COMPLETE:
         # No state: Optuna completes the trial, or fails it for a value it refuses (NaN,
         # say), as study.optimize does.

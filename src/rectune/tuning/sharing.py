@@ -31,7 +31,6 @@ import optuna
 from rectune.tracking import PendingRun, Tracker
 from rectune.tuning._optuna import (
     BaseHeartbeatThread,
-    get_heartbeat_thread,
     storage_of,
     study_id_of,
     trial_id_of,
@@ -46,6 +45,7 @@ from rectune.tuning.attributes import (
     same_value,
 )
 from rectune.tuning.checkpoints import mean_of_folds
+from rectune.tuning.heartbeats import start_beating, stop_beating
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.storage import StudyProgress
 
@@ -226,8 +226,7 @@ class IterationSharing:
         number = storage.get_trial_number_from_id(trial_id)
         # It beats until completed, like the trial whose fit it comes from: were this
         # worker killed, it would go stale and be retried, not be left running.
-        heartbeat = get_heartbeat_thread(trial_id, storage)
-        heartbeat.start()
+        heartbeat = start_beating(storage, trial_id)
         try:
             run_id = self._start_run(
                 number,
@@ -240,7 +239,7 @@ class IterationSharing:
         except BaseException:
             # Not to be completed: it must stop beating, go stale and be retried, not
             # beat for ever while every worker waits for it.
-            heartbeat.join()
+            stop_beating(heartbeat)
             raise
         values = [metrics[o.name] for o in self.objectives]
         return SharedTrial(trial_id, number, values, run_id, heartbeat)
@@ -258,7 +257,7 @@ class IterationSharing:
                 shared.run_id.wait()
         finally:
             for shared in recorded:  # no heartbeat thread outlives its fit
-                shared.heartbeat.join()
+                stop_beating(shared.heartbeat)
         storage = storage_of(trial.study)
         for shared in recorded:
             try:
