@@ -16,8 +16,7 @@ import numpy as np
 from rectune._io import file_lock, lock_path, write_json_atomic
 from rectune.errors import ConfigError, DataError
 from rectune.failpoints import failpoint
-from rectune.tuning import sharing
-from rectune.tuning.attributes import BEST_ITERATION
+from rectune.tuning.attributes import BEST_ITERATION, ITERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ def delivered_params(user_attrs: dict[str, Any], params: dict[str, Any]) -> dict
     """A trial's parameters as the model it stands for: with early stopping, its best
     iteration count in place of the budget it was sampled with."""
     best = user_attrs.get(BEST_ITERATION)
-    return params if best is None else {**params, sharing.ITERATIONS: int(best)}
+    return params if best is None else {**params, ITERATIONS: int(best)}
 
 
 def check_writable(output: Path) -> None:
