@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -384,3 +385,38 @@ def test_script_runs_as_a_subprocess_without_warnings(tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "Error: input file not found: missing.csv"
+
+
+def test_a_split_killed_as_it_turns_the_folders_link_leaves_the_old_split_whole(tmp_path):
+    """SIGKILL at the ``before_link`` failpoint: the new version is written in full and
+    the link not yet turned. The folder still reads as the earlier split, and the next
+    run replaces it and clears what the killed one left."""
+
+    def split(seed: int, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "src/split_data.py",
+                *SMALL,
+                "--seed",
+                str(seed),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **env},
+        )
+
+    assert split(1).returncode == 0
+    before = load_dataset("synthetic", data_dir=tmp_path).fingerprint
+    killed = split(2, RECTUNE_FAILPOINT="before_link:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folder = tmp_path / "processed" / "synthetic"
+    assert load_dataset("synthetic", data_dir=tmp_path).fingerprint == before
+    assert len(list(folder.parent.glob(".synthetic.*.v"))) == 2  # the old and the killed
+    assert split(2).returncode == 0
+    after = load_dataset("synthetic", data_dir=tmp_path).fingerprint
+    assert after != before
+    assert len(list(folder.parent.glob(".synthetic.*.v"))) == 1

@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import re
 import signal
+import string
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from urllib.parse import quote
 
 import optuna
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from optuna.storages._heartbeat import get_heartbeat_thread
 
@@ -471,21 +474,89 @@ def test_no_form_of_a_storage_password_reaches_anything_written(
     assert process.returncode == 0, process.stdout + process.stderr
     assert "Best (trial" in process.stdout
     secrets = {password, quote(password, safe=""), *(p for p in password.split("@") if len(p) >= 4)}
+    assert_written_nowhere(secrets, process, tmp_path, [optuna_db])
+
+
+#: Characters of generated passwords: every one a URL gives a meaning to, and a few more.
+PASSWORD_CHARACTERS = string.ascii_letters + string.digits + "@:/%#?&=+!$;,~ -_."
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,  # the same passwords in every run of the suite
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    middle=st.text(PASSWORD_CHARACTERS, min_size=6, max_size=14),
+    form=st.sampled_from(["userinfo", "query"]),
+)
+def test_generated_passwords_in_the_storage_and_tracking_urls_reach_nothing_written(
+    middle, form, tmp_path_factory, optuna_db, mlflow_db, synthetic_dataset
+):
+    # Fixed ends keep the secret specific: a bare generated "000000" could be in any
+    # binary file by chance.
+    password = f"Rt{middle}Q7"
+    encoded = quote(password, safe="")
+    storage = (
+        f"postgresql://postgres:{encoded}@127.0.0.1:5432/{optuna_db}"
+        if form == "userinfo"
+        else f"postgresql://postgres@127.0.0.1:5432/{optuna_db}?password={encoded}"
+    )
+    tracking = f"postgresql://postgres:{encoded}@127.0.0.1:5432/{mlflow_db}"
+    folder = tmp_path_factory.mktemp("secret")
+    (folder / "fast.yaml").write_text(FAST_ALS)
+    process = subprocess.run(
+        [
+            sys.executable, str(SCRIPT), "--no-progress", "--model", "als", "--n-trials", "2",
+            "--search-space", "fast.yaml", "--storage", storage,
+            "--study-name", f"secret-{folder.name}",
+            "--data-dir", str(synthetic_dataset.path.parent.parent),
+        ],
+        cwd=folder,
+        env=clean_env(MLFLOW_TRACKING_URI=tracking),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "Best (trial" in process.stdout
+    assert_written_nowhere({password, encoded}, process, folder, [optuna_db, mlflow_db])
+
+
+@pytest.fixture
+def mlflow_db():
+    with fresh_database("mlflow") as name:
+        yield name
+
+
+def assert_written_nowhere(
+    secrets: set[str], process: subprocess.CompletedProcess, folder: Path, databases: list[str]
+) -> None:
+    """No secret in the process's output, in any file under ``folder`` (the output, its
+    provenance, the report, a SQLite MLflow store, the artifacts) or in any row of the
+    PostgreSQL ``databases`` (Optuna's attributes, MLflow's params and tags)."""
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    rows = {
+        database: json.dumps(
+            [
+                query(database, f'SELECT * FROM "{table}"')
+                for (table,) in query(
+                    database,
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public'",
+                )
+            ],
+            default=str,
+        )
+        for database in databases
+    }
     for secret in secrets:
         assert secret not in process.stdout + process.stderr
-        # Every file written: the output, its provenance, the report, MLflow's database
-        # (params, tags) and its artifacts.
-        for path in tmp_path.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
-        # Optuna's attributes, in PostgreSQL.
-        for table in (
-            "study_user_attributes",
-            "study_system_attributes",
-            "trial_user_attributes",
-            "trial_system_attributes",
-        ):
-            assert secret not in json.dumps(query(optuna_db, f"SELECT * FROM {table}"))  # fmt: skip
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+        for database, dump in rows.items():
+            assert secret not in dump, database
 
 
 def test_a_raw_at_in_a_storage_password_is_refused_without_quoting_it(tmp_path, synthetic_dataset):
