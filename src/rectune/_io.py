@@ -51,6 +51,14 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def connection_errors() -> tuple[type[Exception], ...]:
+    """The database driver's errors, through SQLAlchemy, that mean a database could not
+    be reached, as opposed to bad input (SQLAlchemy is imported on first use)."""
+    import sqlalchemy
+
+    return (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
 @contextlib.contextmanager
 def database_lock(engine: Any, url: str, name: str) -> Iterator[None]:
     """Hold a lock named ``name`` across every process using the database of ``engine``
@@ -86,9 +94,7 @@ def database_lock(engine: Any, url: str, name: str) -> Iterator[None]:
             yield
         finally:
             # Closing the connection would release it too; say so explicitly.
-            with contextlib.suppress(
-                sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError
-            ):
+            with contextlib.suppress(*connection_errors()):
                 connection.execute(*release)
 
 

@@ -38,7 +38,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from rectune import __version__
-from rectune._io import database_lock, file_lock
+from rectune._io import connection_errors, database_lock, file_lock
 from rectune.errors import ConfigError, RectuneError
 from rectune.tuning._optuna import rdb_models, scoped_session, trial_id_of
 from rectune.tuning.attributes import SHARED_FIT_OF, STUDY_ATTR
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: The database driver's errors (through SQLAlchemy) meaning the storage could not be
 #: reached, as opposed to bad input; Optuna raises them wrapped (see lost_connection).
-CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+CONNECTION_ERRORS = connection_errors()
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _CREATE_ATTEMPTS = 5
 
