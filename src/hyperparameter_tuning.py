@@ -301,6 +301,12 @@ def _print_summary(result: TuningResult, config: TuningConfig) -> None:
 def _counts_line(result: TuningResult, config: TuningConfig) -> str:
     """The one line that counts this run's trials and fits and the study's total."""
     counts = result.counts
+    if result.already_complete and not counts["fits"] + counts["complete"]:
+        return (
+            f"Study {result.study.study_name} is complete: {counts['study_finished']} of "
+            f"{config.n_trials} trials finished, nothing to run (a larger --n-trials, or "
+            "another --study-name, tunes on); its best and runs are below"
+        )
     complete = counts["complete"] + counts["shared"]
     on_top = counts["shared"] and not config.count_shared
     return (

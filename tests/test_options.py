@@ -58,6 +58,16 @@ DIFFERENT_DEFAULTS: dict[tuple[str, str, str], tuple[Any, str]] = {
         "--model is required; MLproject gives it a default so that `mlflow run .` runs without -P",
     ),
     ("*", "src/model_training.py", "model"): ("als", "--model is required (as above)"),
+    ("*", "src/hyperparameter_tuning.py", "study_name"): (
+        "",
+        "None (the study named after model, dataset and objectives) cannot be written in "
+        "MLproject; an empty name means the same",
+    ),
+    ("*", "src/hyperparameter_tuning.py", "storage"): (
+        "",
+        "None (the journal file beside --output) cannot be written in MLproject; an empty "
+        "storage means the same",
+    ),
     ("*", "src/evaluate_model.py", "model"): (
         "als",
         "the script takes one of --model, --model-dir and --run-id (none by default); the "
@@ -257,6 +267,18 @@ def test_search_space_none_is_default():
 
     for model in ("als", "bpr"):
         assert space_path(model, None) == space_path(model, "default")
+
+
+def test_an_empty_study_name_and_storage_mean_the_defaults(tmp_path):
+    from rectune.tuning import TuningConfig, resolve
+
+    output = tmp_path / "best.json"
+    given = resolve(TuningConfig(model="als", study_name="", storage="", output=output))
+    default = resolve(TuningConfig(model="als", output=output))
+    assert (
+        given.resolved_study_name == default.resolved_study_name == "als-synthetic-precision_at_10"
+    )
+    assert given.storage == default.storage == str(tmp_path / "optuna.journal")
 
 
 # The library's config dataclasses: the scripts fill every field from an option, so the

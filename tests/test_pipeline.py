@@ -33,6 +33,13 @@ def pipeline(tmp_path_factory):
     for name in ("MLproject", "python_env.yaml", "requirements.txt"):
         shutil.copy(ROOT / name, project / name)
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    result = mlflow_run(project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, result
+
+
+def mlflow_run(project: Path) -> subprocess.CompletedProcess:
+    """`mlflow run .` in ``project`` with small parameters, as the pipeline fixture runs it."""
     env = clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     command = [
         MLFLOW,
@@ -49,11 +56,9 @@ def pipeline(tmp_path_factory):
         "-P",
         "eval_k=5,10",
     ]
-    result = subprocess.run(
+    return subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=900
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return project, result
 
 
 def rest(url, endpoint, payload=None):
@@ -208,3 +213,18 @@ def test_mlflow_ui_lists_the_runs_in_headless_chromium(pipeline, tmp_path):
         )
         for text in ("evaluate-als", "precision_at_10", "popular.map_at_10", "pipeline"):
             assert text in page, f"{text} is not on the evaluation run's page"
+
+
+def test_a_second_mlflow_run_says_the_study_is_complete_and_keeps_its_parent(pipeline):
+    """Last in this file: it adds runs to the store the tests above count."""
+    project, first = pipeline
+    again = mlflow_run(project)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    output = again.stdout + again.stderr
+    assert (
+        f"Study als-synthetic-precision_at_10 is complete: {N_TRIALS} of {N_TRIALS} trials "
+        "finished, nothing to run" in output
+    )
+    parent = re.compile(r"MLflow parent run (\w+) in experiment")
+    assert len(parent.findall(output)) == 1
+    assert parent.findall(output) == parent.findall(first.stdout + first.stderr)

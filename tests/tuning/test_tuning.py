@@ -273,6 +273,31 @@ def test_resuming_runs_only_the_missing_trials_under_the_same_parent(tune):
     assert f"run 3 to join this study: its sampler is seeded with {seed}" in grown.notes
 
 
+def test_a_complete_study_run_again_by_a_new_pipeline_run_keeps_its_one_parent(
+    tune, tmp_path, monkeypatch
+):
+    """A repeated ``mlflow run .`` (a new pipeline run) on a finished study runs nothing,
+    makes no empty parent, and points at the parent that holds the trials."""
+    client = MlflowClient()
+    experiment = client.create_experiment(f"test-{tmp_path.name}")
+    first, second = (client.create_run(experiment).info.run_id for _ in range(2))
+    monkeypatch.setenv("MLFLOW_RUN_ID", first)
+    done = tune(n_trials=3, study_name="again")
+    assert not done.already_complete and done.counts["fits"] > 0
+    monkeypatch.setenv("MLFLOW_RUN_ID", second)
+    again = tune(n_trials=3, study_name="again")
+    assert again.already_complete and again.counts["fits"] == again.counts["complete"] == 0
+    assert again.parent_run_id == done.parent_run_id
+    assert again.best_params == done.best_params
+    parents = client.search_runs([experiment], filter_string="tags.role = 'tuning-parent'")
+    assert [run.info.run_id for run in parents] == [done.parent_run_id]
+    assert parents[0].info.status == "FINISHED"
+    assert hyperparameter_tuning._counts_line(again, again.config) == (
+        "Study again is complete: 3 of 3 trials finished, nothing to run (a larger "
+        "--n-trials, or another --study-name, tunes on); its best and runs are below"
+    )
+
+
 def test_tuning_bpr_keeps_the_als_entry(tune, tmp_path):
     als = tune(model="als", n_trials=2)
     output = tmp_path / "models" / "best_hyperparameters.json"

@@ -57,6 +57,8 @@ class TuningResult:
     resumed_trials: int = 0
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    #: The study held all its trials before this run: nothing was left to run.
+    already_complete: bool = False
 
 
 def _best_trial(study: optuna.Study, multi: bool) -> optuna.trial.FrozenTrial | None:

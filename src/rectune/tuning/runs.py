@@ -44,8 +44,14 @@ def join_study(
     tracker: Tracker,
     space: SearchSpace,
     dataset: SplitDataset,
+    *,
+    complete: bool = False,
 ) -> tuple[str, int]:
     """Find or create the study's MLflow parent run; number this worker.
+
+    A ``complete`` study (it holds all its trials) that has no parent for this key (a
+    repeated ``mlflow run .`` has a new pipeline run) gets the latest parent it has in
+    the same experiment, rather than a new one with no trials under it.
 
     Both happen under a lock held in the storage, so workers starting together agree
     on one parent run. The parent is kept per tracking store, experiment and ``mlflow
@@ -69,6 +75,8 @@ def join_study(
             # A worker killed after making the parent and before recording it left one:
             # adopt it, rather than make a second parent for the study.
             parent_id = unrecorded_parent(tracker, uid, pipeline)
+            if parent_id is None and complete:
+                parent_id = _latest_parent(tracker, parents)
             if parent_id is not None:
                 parents[key] = parent_id
                 study.set_user_attr(PARENT_RUNS_ATTR, parents)
@@ -80,6 +88,14 @@ def join_study(
         study.set_user_attr(PARENT_RUNS_ATTR, parents)
         failpoint("parent_run_recorded")
     return parent_id, worker
+
+
+def _latest_parent(tracker: Tracker, parents: dict[str, str]) -> str | None:
+    """The study's most recently recorded parent run in the tracker's experiment."""
+    for parent_id in reversed(list(parents.values())):
+        if tracker.run_in_experiment(parent_id):
+            return parent_id
+    return None
 
 
 def _new_parent(

@@ -72,7 +72,7 @@ from rectune.tuning.search_space import SearchSpace, load_search_space
 
 # --------------------------------------------------------------------------- iterations
 # --------------------------------------------------------------------------- study
-from rectune.tuning.storage import create_or_load_study, make_storage, same_database
+from rectune.tuning.storage import StudyProgress, create_or_load_study, make_storage, same_database
 from rectune.tuning.trial import TrialRunner
 from rectune.urls import redact_url
 
@@ -158,7 +158,11 @@ def run_tuning(
     resumed = len(study.get_trials(deepcopy=False))
     notes = _setting_notes(config, space)
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    parent_id, worker = join_study(study, storage, config, tracker, space, dataset)
+    finished = StudyProgress.of(study, count_shared=config.count_shared).finished
+    complete = config.n_trials is not None and finished >= config.n_trials
+    parent_id, worker = join_study(
+        study, storage, config, tracker, space, dataset, complete=complete
+    )
     notes.extend(reconcile_noted(study, tracker, parent_id))
     if worker:
         # Workers after the first sample from their own seed, so they do not all try
@@ -187,6 +191,7 @@ def run_tuning(
         )
         result.resumed_trials = resumed
         result.interrupted = interrupted
+        result.already_complete = complete
         parent_end.status = "KILLED" if interrupted else "FINISHED"
         return result
 
