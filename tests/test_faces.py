@@ -59,3 +59,30 @@ def test_the_tuning_face_is_lazy_so_reading_the_output_file_does_not_load_the_tu
         env={"PYTHONPATH": str(PACKAGE.parent), "OPENBLAS_NUM_THREADS": "1"},
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """No import cycle: each module of the package can be the first one imported, as
+    MLflow's model server imports the pyfunc model's rectune.recommender first."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import rectune\n"
+        "names = sorted(m.name for m in pkgutil.walk_packages(rectune.__path__, 'rectune.')\n"
+        "               if not m.name.endswith('pyfunc_model'))\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'rectune']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as err:\n"
+        "        print(name, type(err).__name__, err)\n"
+        "print(len(names))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PACKAGE.parent), "OPENBLAS_NUM_THREADS": "1"},
+    ).stdout.splitlines()
+    assert len(out) == 1 and int(out[0]) > 50, out

@@ -1,5 +1,6 @@
 """Serving a saved model: the Recommender and its MLflow pyfunc form agree with evaluation."""
 
+import io
 import json
 
 import mlflow.pyfunc
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
+from mlflow.pyfunc.scoring_server import predictions_to_json
 from mlflow.tracking import MlflowClient
 
 import model_training
@@ -56,7 +58,8 @@ def test_recommendations_are_the_evaluators_ranking(small_folder):
     item_ids = np.array([10, 20, 30, 40, 50, 60])
     for row, user in enumerate(["ann", "bob", "cy", "dee"]):
         assert lists[user] == [int(i) for i in item_ids[ranked[row][ranked[row] >= 0]]]
-    assert list(frame.columns) == ["user_id", "rank", "item_id", "score"]
+    assert list(frame.columns) == ["user_id", "rank", "item_id", "score", "fallback"]
+    assert not frame["fallback"].any()
 
 
 def test_training_items_are_never_recommended_and_lists_can_be_short(small_folder):
@@ -73,7 +76,8 @@ def test_unknown_users_get_the_most_popular_items(small_folder):
     frame = recommender.recommend(["zed"], k=3)
     # Training counts: 10:2, 20:2, 30:2, 40:2, 50:1, 60:0; ties go to the lower index.
     assert list(frame["item_id"]) == [10, 20, 30]
-    assert frame["score"].isna().all()
+    assert list(frame["score"]) == [2.0, 2.0, 2.0]  # their training users
+    assert frame["fallback"].all()
 
 
 def test_default_k_comes_from_the_metadata_and_bad_k_is_refused(small_folder):
@@ -127,9 +131,21 @@ def test_pyfunc_model_round_trips_and_registers_with_an_alias(
     default_k = pyfunc.predict(pd.DataFrame({"user_id": users[:1]}))
     assert len(default_k) == 10  # the k the model was scored with
 
+    # What `mlflow models serve` answers for a known and an unknown user: strict JSON
+    # (no NaN), the unknown user's rows marked as the popularity fallback.
+    served = io.StringIO()
+    predictions_to_json(
+        pyfunc.predict(pd.DataFrame({"user_id": [users[0], -12345]}), params={"k": 3}), served
+    )
+    rows = json.loads(served.getvalue(), parse_constant=pytest.fail)["predictions"]
+    assert [(row["user_id"], row["fallback"]) for row in rows] == [(users[0], False)] * 3 + [
+        (-12345, True)
+    ] * 3
+    assert all(isinstance(row["score"], float) for row in rows)
+
     signature = pyfunc.metadata.signature
     assert signature.inputs.input_names() == ["user_id"]
-    assert signature.outputs.input_names() == ["user_id", "rank", "item_id", "score"]
+    assert signature.outputs.input_names() == ["user_id", "rank", "item_id", "score", "fallback"]
     assert signature.params.params[0].name == "k"
 
     # A second training registers version 2 and moves the alias to it.

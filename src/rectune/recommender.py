@@ -41,7 +41,7 @@ TRAIN_ITEMS_FILE = "train_items.npz"
 FOLDER_FILES = (MODEL_FILE, METADATA_FILE, *ID_FILES.values(), TRAIN_ITEMS_FILE)
 
 #: Columns of :meth:`Recommender.recommend`'s result, one row per recommended item.
-RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "score")
+RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "score", "fallback")
 
 
 def write_model_folder(
@@ -178,9 +178,14 @@ class Recommender:
         return factor_scorer(self.user_factors, self.item_factors)
 
     @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Each item's number of training users."""
+        return np.bincount(self.train_items.indices, minlength=self.train_items.shape[1])
+
+    @cached_property
     def popular_items(self) -> np.ndarray:
         """Item indices by number of training users, most first (ties: lower index)."""
-        counts = np.bincount(self.train_items.indices, minlength=self.train_items.shape[1])
+        counts = self.item_counts
         return np.lexsort((np.arange(len(counts)), -counts))
 
     def user_indices(self, user_ids: Iterable[Any]) -> np.ndarray:
@@ -192,7 +197,9 @@ class Recommender:
 
         Users seen in training are ranked by the model's scores, with ties going to the
         lower item index exactly as in evaluation. A user id not seen in training (cold
-        start) gets the ``k`` most popular training items, with a NaN score.
+        start) gets the ``k`` most popular training items, marked ``fallback``, each
+        scored by its number of training users (a number, so the rows serialise to
+        valid JSON; not comparable with the model's scores).
 
         Parameters
         ----------
@@ -205,8 +212,9 @@ class Recommender:
         Returns
         -------
         pandas.DataFrame
-            Columns ``user_id``, ``rank`` (1-based), ``item_id``, ``score``; a user with
-            fewer than ``k`` unseen items gets fewer rows.
+            Columns ``user_id``, ``rank`` (1-based), ``item_id``, ``score`` and
+            ``fallback`` (True on a cold-start user's popular items); a user with fewer
+            than ``k`` unseen items gets fewer rows.
         """
         k = self.default_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
@@ -225,6 +233,7 @@ class Recommender:
         cold = np.flatnonzero(indices < 0)
         fallback = self.popular_items[:k]
         items[cold, : len(fallback)] = fallback
+        scores[cold, : len(fallback)] = self.item_counts[fallback]
 
         row, rank = np.nonzero(items >= 0)
         return pd.DataFrame(
@@ -233,6 +242,7 @@ class Recommender:
                 "rank": (rank + 1).astype(np.int64),
                 "item_id": self.item_ids[items[row, rank]],
                 "score": scores[row, rank].astype(np.float64),
+                "fallback": indices[row] < 0,
             },
             columns=list(RECOMMENDATION_COLUMNS),
         )

@@ -37,8 +37,9 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc form of :class:`rectune.recommender.Recommender`.
 
     ``predict`` takes a DataFrame with a ``user_id`` column and returns each user's top-K
-    items as rows ``user_id, rank, item_id, score``; ``params={"k": 20}`` sets K. Users
-    not seen in training get the most popular items (score NaN).
+    items as rows ``user_id, rank, item_id, score, fallback``; ``params={"k": 20}`` sets
+    K. Users not seen in training get the most popular items, with ``fallback`` true and
+    their number of training users as the score.
     """
 
     def load_context(self, context: Any) -> None:
@@ -128,6 +129,7 @@ def _signature(recommender: Recommender, k: int) -> ModelSignature:
                 ColSpec("long", "rank"),
                 ColSpec(_id_type(recommender.item_ids), "item_id"),
                 ColSpec("double", "score"),
+                ColSpec("boolean", "fallback"),
             ]
         ),
         params=ParamSchema([ParamSpec("k", "long", k)]),

@@ -18,8 +18,9 @@ them: :mod:`~rectune.tuning.plan` (options), :mod:`~rectune.tuning.search_space`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rectune._faces import lazy_face
 
 #: Where each public name lives, by submodule.
 _EXPORTS = {
@@ -154,8 +155,6 @@ _EXPORTS = {
     "trial": ("find_completed", "SurplusTrial", "TrialRunner"),
     "trial_run": ("TrialRun",),
 }
-_OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
-
 __all__ = [
     "BEST_ITERATION",
     "CONNECTION_ERRORS",
@@ -289,23 +288,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _OWNER.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value  # looked up once
-        return value
-    try:  # a submodule, e.g. rectune.tuning.loop
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{name}":
-            raise
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
-
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and editors
     from rectune.tuning.attributes import (
