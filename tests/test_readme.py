@@ -22,7 +22,8 @@ def test_readme_opens_with_two_self_contained_commands():
     assert main_job == INSTALL + (
         ".venv/bin/python src/split_data.py && "
         ".venv/bin/python src/hyperparameter_tuning.py --model als && "
-        ".venv/bin/python src/model_training.py --model als --hyperparameters && "
+        ".venv/bin/python src/model_training.py --model als --hyperparameters "
+        "--register rectune-als && "
         ".venv/bin/python src/evaluate_model.py --model als"
     )
     assert tests == INSTALL + ".venv/bin/python -m pytest"
