@@ -23,7 +23,8 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rectune.data.interactions import FeedbackConfig, to_implicit_feedback, validate_interactions
+from rectune.data.feedback import FeedbackConfig, to_implicit_feedback
+from rectune.data.interactions import validate_interactions
 from rectune.data.splits import SplitConfig, split_interactions
 from rectune.data.synthetic import SyntheticConfig, generate_interactions
 

@@ -64,7 +64,7 @@ from _common import CONTEXT, json_option, machine, print_table, timed, write_jso
 from rectune import tracking
 from rectune.cli import seed_option
 from rectune.data.build import SourceSpec, build_dataset
-from rectune.data.interactions import FeedbackConfig
+from rectune.data.feedback import FeedbackConfig
 from rectune.data.splits import SplitConfig
 from rectune.data.synthetic import SyntheticConfig
 from rectune.models import fit_model

@@ -27,7 +27,8 @@ from rectune.cli import (
     warn,
 )
 from rectune.data.build import DATASETS, SYNTHETIC, SourceSpec, build_dataset
-from rectune.data.interactions import WEIGHTINGS, ColumnMapping, Columns, FeedbackConfig
+from rectune.data.feedback import WEIGHTINGS, FeedbackConfig
+from rectune.data.interactions import ColumnMapping, Columns
 from rectune.data.splits import STRATEGIES, SplitConfig
 from rectune.data.synthetic import SyntheticConfig
 

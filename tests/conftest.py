@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 import split_data
 from rectune.data.build import SourceSpec, build_dataset
-from rectune.data.interactions import FeedbackConfig
+from rectune.data.feedback import FeedbackConfig
 from rectune.data.splits import SplitConfig
 from rectune.data.store import load_dataset
 

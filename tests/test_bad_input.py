@@ -22,7 +22,7 @@ import hyperparameter_tuning
 import model_training
 import split_data
 from rectune.data.build import SourceSpec, build_dataset
-from rectune.data.interactions import FeedbackConfig
+from rectune.data.feedback import FeedbackConfig
 from rectune.data.splits import SplitConfig
 from rectune.data.store import read_ids
 from rectune.training import TrainingConfig, train_model

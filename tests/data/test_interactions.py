@@ -4,13 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rectune.data.interactions import (
-    ColumnMapping,
-    FeedbackConfig,
-    read_interactions,
-    to_implicit_feedback,
-    validate_interactions,
-)
+from rectune.data.feedback import FeedbackConfig, to_implicit_feedback
+from rectune.data.interactions import ColumnMapping, read_interactions, validate_interactions
 from rectune.data.synthetic import SyntheticConfig, generate_interactions
 from rectune.errors import ConfigError, DataError
 

@@ -6,7 +6,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rectune.data.interactions import FeedbackConfig, to_implicit_feedback, validate_interactions
+from rectune.data.feedback import FeedbackConfig, to_implicit_feedback
+from rectune.data.interactions import validate_interactions
 from rectune.data.splits import SplitConfig, holdout_mask, split_interactions
 from rectune.data.synthetic import SyntheticConfig, generate_interactions
 from rectune.errors import ConfigError, DataError

@@ -12,7 +12,7 @@ from scipy import stats
 
 import evaluate_model
 from rectune.data.build import SourceSpec, build_dataset
-from rectune.data.interactions import FeedbackConfig
+from rectune.data.feedback import FeedbackConfig
 from rectune.data.splits import SplitConfig
 from rectune.data.store import load_dataset
 from rectune.errors import ConfigError

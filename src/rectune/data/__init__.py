@@ -17,16 +17,13 @@ from rectune.data.build import (
     load_or_build,
     load_source,
 )
+from rectune.data.feedback import WEIGHTINGS, FeedbackConfig, Weighting, to_implicit_feedback
 from rectune.data.interactions import (
-    WEIGHTINGS,
     ColumnMapping,
     Columns,
-    FeedbackConfig,
     Interactions,
-    Weighting,
     read_interactions,
     select_columns,
-    to_implicit_feedback,
     used_columns,
     validate_interactions,
 )

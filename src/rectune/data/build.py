@@ -16,12 +16,11 @@ import pandas as pd
 from rectune._io import sha256_file
 from rectune.config import DATA_DIR, processed_dir, raw_dir
 from rectune.data import movielens, synthetic
+from rectune.data.feedback import FeedbackConfig, to_implicit_feedback
 from rectune.data.interactions import (
     ColumnMapping,
     Columns,
-    FeedbackConfig,
     read_interactions,
-    to_implicit_feedback,
     used_columns,
     validate_interactions,
 )
