@@ -225,6 +225,7 @@ def test_a_second_mlflow_run_says_the_study_is_complete_and_keeps_its_parent(pip
         f"Study als-synthetic-precision_at_10 is complete: {N_TRIALS} of {N_TRIALS} trials "
         "finished, nothing to run" in output
     )
+    assert "registered as rectune-als version 2: models:/rectune-als@champion" in output
     parent = re.compile(r"MLflow parent run (\w+) in experiment")
     assert len(parent.findall(output)) == 1
     assert parent.findall(output) == parent.findall(first.stdout + first.stderr)
