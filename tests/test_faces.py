@@ -13,6 +13,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rectune"
 FACES = ("data", "evaluation", "tuning", "models", "tracking")
 
 
+def fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter with only the package on its path."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(PACKAGE.parent), "OPENBLAS_NUM_THREADS": "1"},
+    ).stdout
+
+
 def public_names(module_path: Path) -> set[str]:
     """Top-level public definitions of a module (functions, classes, constants)."""
     names = set()
@@ -51,14 +62,7 @@ def test_the_tuning_face_is_lazy_so_reading_the_output_file_does_not_load_the_tu
         "import sys, rectune.tuning.best_params\n"
         "print('rectune.tuning.study' in sys.modules, 'rectune.tuning.trial' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PYTHONPATH": str(PACKAGE.parent), "OPENBLAS_NUM_THREADS": "1"},
-    ).stdout
-    assert out.split() == ["False", "False"]
+    assert fresh_python(code).split() == ["False", "False"]
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter():
@@ -78,11 +82,5 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
         "        print(name, type(err).__name__, err)\n"
         "print(len(names))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PYTHONPATH": str(PACKAGE.parent), "OPENBLAS_NUM_THREADS": "1"},
-    ).stdout.splitlines()
+    out = fresh_python(code).splitlines()
     assert len(out) == 1 and int(out[0]) > 50, out
