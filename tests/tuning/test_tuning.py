@@ -199,6 +199,9 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
         trial = result.study.trials[number]
         if state == "PRUNED":
             assert run.data.tags["pruned"] == "true" and run.info.status == "FINISHED"
+            # The objective is the last value the pruner saw, as MLflow's charts need.
+            last = trial.intermediate_values[max(trial.intermediate_values)]
+            assert run.data.metrics["precision_at_10"] == pytest.approx(last)
         else:
             assert run.info.status == "FAILED"
             assert run.data.tags["error"] == "RuntimeError: boom"

@@ -139,7 +139,9 @@ class TrialFitter:
                 fits.append(FitRecord(Curve(plan)))
                 self._fit_fold(trial, fold, train, params, plan, shared, fits, recorded)
         except optuna.TrialPruned:
-            run.log_pruned(self._history(fits))
+            reported = fits[0].reported if fits else {}
+            last = reported[max(reported)] if reported else None
+            run.log_pruned(self.objectives[0].name, self._history(fits), last)
             raise
         finally:
             # What the fit recorded on its way stands, however the fit ended.

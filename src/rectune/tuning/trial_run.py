@@ -53,11 +53,17 @@ class TrialRun:
         )
         self.tracker.end_run(self.run_id, "FINISHED")
 
-    def log_pruned(self, history: Mapping[str, Mapping[int, float]]) -> None:
-        """Log a pruned trial's parameters and curve; :meth:`ending` ends its run."""
+    def log_pruned(
+        self, objective: str, history: Mapping[str, Mapping[int, float]], last: float | None
+    ) -> None:
+        """Log a pruned trial's parameters, curve and, as the ``objective`` metric, the
+        last value the pruner saw (so runs tables and MLflow's parallel coordinates have
+        a value for every trial; the ``pruned`` tag says what it is); :meth:`ending` ends
+        its run."""
         self.tracker.log(
             self.run_id,
             params=self.params,
+            metrics={} if last is None else {objective: last},
             tags={"pruned": "true", "state": "PRUNED"},
             history=history,
         )
