@@ -172,6 +172,10 @@ def test_evaluation_matches_the_evaluator_called_directly(trained, tmp_path, syn
     assert "vs_random.precision_at_10_p_value" in run.data.metrics
     assert run.data.tags["rectune.training_run_id"] == trained.run_id
     assert run.data.tags["role"] == "evaluation"
+    # The model's hyperparameters under the names its training run logs them by.
+    training_params = client.get_run(trained.run_id).data.params
+    for name in ("factors", "regularization", "iterations"):
+        assert run.data.params[name] == training_params[name]
     logged = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
     assert logged == {f"evaluation/{name}" for name in names}
 

@@ -247,13 +247,14 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
         tracker.log(
             run_id,
             params={
+                # The model's hyperparameters under the names trials and training use.
+                **metadata.get("params", {}),
                 "model_source": source,
                 "ks": ",".join(map(str, config.ks)),
                 "baselines": ",".join(s for s in evaluations if s != MODEL),
                 "bootstrap_resamples": config.n_bootstrap,
                 "confidence": config.confidence,
                 "seed": config.seed,
-                **{f"model_{k}": v for k, v in metadata.get("params", {}).items()},
             },
             metrics=_flat_metrics(metrics, comparisons),
         )
