@@ -155,10 +155,11 @@ def run_tuning(
         study.pruner = pruner
     # Parallel trials are pruned on the trials every run has finished before them.
     study.pruner = parallel.in_trial_order(study.pruner, config.n_jobs)
-    resumed = len(study.get_trials(deepcopy=False))
+    earlier = study.get_trials(deepcopy=False)
+    resumed = len(earlier)
     notes = _setting_notes(config, space)
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
-    finished = StudyProgress.of(study, count_shared=config.count_shared).finished
+    finished = StudyProgress.of_trials(earlier, count_shared=config.count_shared).finished
     complete = config.n_trials is not None and finished >= config.n_trials
     parent_id, worker = join_study(
         study, storage, config, tracker, space, dataset, complete=complete
