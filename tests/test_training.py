@@ -113,8 +113,13 @@ def test_repeats_report_mean_and_standard_deviation(train, tmp_path):
     assert meta["repeats"] == 3 and meta["metrics_std"]["precision@10"] > 0
     run_id = result.output.split("MLflow run ")[1].split()[0]
     metrics = MlflowClient().get_run(run_id).data.metrics
-    assert metrics["precision_at_10_std"] == pytest.approx(meta["metrics_std"]["precision@10"])
-    assert metrics["precision_at_10"] == pytest.approx(meta["metrics"]["precision@10"])
+    std = meta["metrics_std"]["precision@10"]
+    assert metrics["test_precision_at_10_std"] == pytest.approx(std)
+    assert metrics["test_precision_at_10"] == pytest.approx(meta["metrics"]["precision@10"])
+    assert "fit_seconds" in metrics  # a timing measures no split
+    # The run was made after the fits but starts when they did: its duration covers them.
+    info = MlflowClient().get_run(run_id).info
+    assert (info.end_time - info.start_time) / 1000 >= 3 * metrics["fit_seconds"]
 
 
 def test_the_flag_alone_reads_the_default_file(monkeypatch):

@@ -35,7 +35,14 @@ from rectune.models import (
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.seeds import REPEAT, derived_seed
-from rectune.tracking import Tracker, default_experiment
+from rectune.tracking import (
+    EVALUATION,
+    TRAINING,
+    Tracker,
+    default_experiment,
+    split_inputs,
+    split_metrics,
+)
 from rectune.tuning.best_params import matching_provenance, read_best_hyperparameters
 
 Mode = Literal["tune", "final"]
@@ -182,6 +189,7 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     ``epochs`` or ``--param iterations=`` sets them. ALS keeps its count: one ALS
     iteration solves every user and item once, whatever the data's size.
     """
+    started = time.time()
     inputs = _prepare(config)
     # The model folder and the tracking store are checked before the fit, not after.
     problem = writable_folder(config.models_dir)
@@ -191,7 +199,14 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     ended_dead_runs = tracker.end_dead_runs("training")
     fitted = _fit_and_score(config, inputs)
     run_name = f"train-{config.model}-{config.mode}"
-    with tracker.stage_run(run_name, tags=_run_tags(config, inputs)) as run_id:
+    # The run starts when the work did: its duration covers the fit, made before it.
+    with tracker.stage_run(run_name, tags=_run_tags(config, inputs), start_time=started) as run_id:
+        tracker.log_inputs(
+            run_id,
+            split_inputs(
+                inputs.dataset, {inputs.fit_split: TRAINING, inputs.score_split: EVALUATION}
+            ),
+        )
         metadata = _metadata(config, inputs, fitted, run_id, tracker.experiment_name)
         model_dir = Path(config.models_dir) / config.model
         write_model_folder(model_dir, fitted.model, inputs.fit_on, inputs.dataset.path, metadata)
@@ -369,11 +384,14 @@ def _log_training(
             **({"tuned_iterations": inputs.tuned_epochs} if inputs.tuned_epochs else {}),
             **{f"override_{k}": v for k, v in config.overrides.items()},
         },
-        metrics={
-            **fitted.metrics,
-            "fit_seconds": fitted.fit_seconds / config.repeats,
-            **{f"{k}_std": v for k, v in (fitted.metrics_std or {}).items()},
-        },
+        metrics=split_metrics(
+            inputs.score_split,
+            {
+                **fitted.metrics,
+                "fit_seconds": fitted.fit_seconds / config.repeats,
+                **{f"{k}_std": v for k, v in (fitted.metrics_std or {}).items()},
+            },
+        ),
     )
     for path in sorted(model_dir.iterdir()):
         tracker.log_artifact(run_id, path, "model")

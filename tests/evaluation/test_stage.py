@@ -166,10 +166,17 @@ def test_evaluation_matches_the_evaluator_called_directly(trained, tmp_path, syn
     assert "| precision | " + f"{interval['mean']:.4f}" in markdown
     client = MlflowClient()
     run = client.get_run(result.run_id)
-    assert run.data.metrics["precision_at_10"] == pytest.approx(interval["mean"])
-    assert run.data.metrics["precision_at_10_ci_low"] == pytest.approx(interval["low"])
-    assert "popular.precision_at_10" in run.data.metrics
-    assert "vs_random.precision_at_10_p_value" in run.data.metrics
+    # Every metric says its split; baselines are a section of their own in MLflow's charts.
+    assert run.data.metrics["test_precision_at_10"] == pytest.approx(interval["mean"])
+    assert run.data.metrics["test_precision_at_10_ci_low"] == pytest.approx(interval["low"])
+    popular = summary["metrics"]["popular"]["precision@10"]["mean"]
+    assert run.data.metrics["popular/test_precision_at_10"] == pytest.approx(popular)
+    assert not any(name.startswith(("vs_", "precision")) for name in run.data.metrics)
+    # The test split is the run's dataset input, and the run's time covers the scoring.
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.name == "synthetic/test"
+    assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "evaluation")]
+    assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
     assert run.data.tags["rectune.training_run_id"] == trained.run_id
     assert run.data.tags["role"] == "evaluation"
     # The model's hyperparameters under the names its training run logs them by.
@@ -312,4 +319,4 @@ def test_an_evaluation_that_fails_mid_run_ends_its_run_failed(
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
     assert run.info.run_name == "evaluate-als" and run.data.tags["role"] == "evaluation"
-    assert "precision_at_10" in run.data.metrics  # what was logged before it failed stays
+    assert "test_precision_at_10" in run.data.metrics  # what was logged before it failed stays

@@ -101,13 +101,15 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         assert run.info.status == "FINISHED"
         metrics = run.data.metrics
-        for key in ("precision_at_10", "recall_at_10", "ndcg_at_10", "fit_seconds", "eval_seconds"):
+        # Scores say their split (validation); timings measure none.
+        for key in ("val_precision_at_10", "val_recall_at_10", "fit_seconds", "eval_seconds"):
             assert key in metrics, key
-        assert metrics["precision_at_10"] == pytest.approx(trial.value)
+        assert not any(name.startswith(("precision", "test_")) for name in metrics)
+        assert metrics["val_precision_at_10"] == pytest.approx(trial.value)
         assert {k: run.data.params[k] for k in trial.params} == {
             k: str(v) for k, v in trial.params.items()
         }
-        history = client.get_metric_history(run.info.run_id, "intermediate_precision_at_10")
+        history = client.get_metric_history(run.info.run_id, "val_precision_at_10_by_iteration")
         steps = sorted(m.step for m in history)
         iterations = trial.params["iterations"]
         if trial.user_attrs.get("shared_fit_of") is None:
@@ -133,9 +135,17 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     }.items():
         assert tags[key] == value, key
     assert len(tags["dataset_fingerprint"]) == 64
+    # The UI's Dataset, User and Source columns, on the parent and every trial alike;
+    # the experiment opens on its runs table (not MLflow 3's GenAI overview).
+    for run in (parent, *(client.get_run(r.info.run_id) for r in runs)):
+        used = {(d.dataset.name, d.tags[0].value) for d in run.inputs.dataset_inputs}
+        assert used == {("synthetic/train_val", "training"), ("synthetic/validation", "validation")}
+        assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     best = [r for r in runs if r.data.tags.get("best_trial") == "true"]
     assert len(best) == 1 and tags["best_run_id"] == best[0].info.run_id
-    assert parent.data.metrics["best_precision_at_10"] == pytest.approx(result.study.best_value)
+    assert parent.data.metrics["best_val_precision_at_10"] == pytest.approx(result.study.best_value)
     assert tags["best_factors"] == str(result.best_params["factors"])
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"search_space", "plots", "report", "importance.json", "summary.json"} <= artifacts
@@ -201,7 +211,7 @@ def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
             assert run.data.tags["pruned"] == "true" and run.info.status == "FINISHED"
             # The objective is the last value the pruner saw, as MLflow's charts need.
             last = trial.intermediate_values[max(trial.intermediate_values)]
-            assert run.data.metrics["precision_at_10"] == pytest.approx(last)
+            assert run.data.metrics["val_precision_at_10"] == pytest.approx(last)
         else:
             assert run.info.status == "FAILED"
             assert run.data.tags["error"] == "RuntimeError: boom"
@@ -334,7 +344,7 @@ def test_a_repeated_combination_is_not_refitted(tune, tmp_path):
     assert len({t.value for t in trials}) == 1
     runs = children(result)
     assert [r.data.tags.get("reused_from_trial") for r in runs] == [None, "0", "0"]
-    assert runs[2].data.metrics["precision_at_10"] == pytest.approx(trials[0].value)
+    assert runs[2].data.metrics["val_precision_at_10"] == pytest.approx(trials[0].value)
     assert result.counts["reused"] == 2
 
 
@@ -345,7 +355,7 @@ def test_parallel_trials_log_to_their_own_runs(tune):
     by_number = {int(r.data.tags["trial_number"]): r.info.run_id for r in runs}
     assert {t.number: t.user_attrs["mlflow_run_id"] for t in result.study.trials} == by_number
     for run in runs:
-        assert "precision_at_10" in run.data.metrics
+        assert "val_precision_at_10" in run.data.metrics
 
 
 BUDGET_ALS = """model: als
@@ -421,7 +431,7 @@ def test_multi_objective_study_writes_a_pareto_trial(tune):
 def test_cross_validation_logs_each_fold(tune):
     result = tune(n_trials=1, cv_folds=2)
     run = children(result)[0]
-    history = MlflowClient().get_metric_history(run.info.run_id, "fold_precision_at_10")
+    history = MlflowClient().get_metric_history(run.info.run_id, "val_precision_at_10_by_fold")
     assert sorted(m.step for m in history) == [0, 1]
     mean = sum(m.value for m in history) / 2
     assert result.study.trials[0].value == pytest.approx(mean)
@@ -882,7 +892,7 @@ def test_shared_trials_get_child_runs_and_the_grid_is_exhausted(tune, tmp_path):
         assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
         assert run.info.run_name == f"trial-{trial.number}"
         assert run.data.params["iterations"] == str(trial.params["iterations"])
-        assert run.data.metrics["precision_at_10"] == trial.value
+        assert run.data.metrics["val_precision_at_10"] == trial.value
         owner = trial.user_attrs.get("shared_fit_of")
         assert run.data.tags.get("shared_fit_of_trial") == (None if owner is None else str(owner))
     assert result.counts["shared"] == 8 and result.counts["complete"] == 4
@@ -1306,7 +1316,9 @@ def test_runs_a_killed_worker_left_running_are_ended_from_the_study(tune):
     )
     mended = client.get_run(runs[1].info.run_id)
     assert mended.info.status == "FINISHED" and mended.data.tags["repaired"] == "true"
-    assert mended.data.metrics["precision_at_10"] == pytest.approx(first.study.trials[1].value)
+    assert mended.data.metrics["val_precision_at_10"] == pytest.approx(
+        first.study.trials[1].value
+    )
     ended = client.get_run(orphan)
     assert ended.info.status == "KILLED" and ended.data.tags["orphan"] == "true"
     assert {r.info.status for r in children(again)} == {"FINISHED", "KILLED"}

@@ -13,6 +13,7 @@ without an interval.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +36,12 @@ from rectune.models import DEFAULT_HYPERPARAMETERS, build_model, fit_model
 from rectune.progress import fit_progress, scoring_bar
 from rectune.recommender import Recommender
 from rectune.tracking import (
+    EVALUATION,
     Tracker,
     default_experiment,
     download_run_folder,
-    mlflow_key,
+    split_inputs,
+    split_metrics,
 )
 
 DEFAULT_KS = (5, 10, 20)
@@ -214,6 +217,7 @@ def summarise(
 
 def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     """Evaluate, write the reports, and log everything to an MLflow evaluation run."""
+    started = time.time()
     recommender, source = load_recommender(config)
     metadata = recommender.metadata
     model_name = metadata["model"]
@@ -242,8 +246,10 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
     }
     if metadata.get("mlflow_run_id"):
         tags["rectune.training_run_id"] = metadata["mlflow_run_id"]
-    with tracker.stage_run(f"evaluate-{model_name}", tags=tags) as run_id:
+    # The run starts when the work did: its duration covers the scoring, done before it.
+    with tracker.stage_run(f"evaluate-{model_name}", tags=tags, start_time=started) as run_id:
         summary["mlflow_run_id"] = run_id
+        tracker.log_inputs(run_id, split_inputs(dataset, {split: EVALUATION}))
         tracker.log(
             run_id,
             params={
@@ -256,7 +262,7 @@ def run_evaluation(config: EvaluationConfig) -> EvaluationResult:
                 "confidence": config.confidence,
                 "seed": config.seed,
             },
-            metrics=_flat_metrics(metrics, comparisons),
+            metrics=_flat_metrics(metrics, split),
         )
         stem = f"evaluation-{model_name}-{dataset.name}"
         paths = write_evaluation_reports(summary, Path(config.reports_dir), stem)
@@ -316,22 +322,24 @@ def _summary(
     }
 
 
-def _flat_metrics(
-    metrics: dict[str, dict[str, dict[str, float]]],
-    comparisons: dict[str, dict[str, dict[str, float]]],
-) -> dict[str, float]:
-    """MLflow metrics: the model's as ``precision@10`` (with ``_ci_low``/``_ci_high``),
-    a baseline's as ``popular.precision@10``, comparisons as ``vs_popular.…_diff`` and
-    ``…_p_value``."""
+def _flat_metrics(metrics: dict[str, dict[str, dict[str, float]]], split: str) -> dict[str, float]:
+    """MLflow metrics, named for the ``split`` scored: the model's as
+    ``test_precision_at_10`` (with ``_ci_low``/``_ci_high``), a baseline's as
+    ``popular/test_precision_at_10`` (MLflow's charts group a ``/`` prefix into one
+    section). The paired comparisons stay in the reports: their differences follow
+    from the means, and 2 x systems x metrics more columns would bury the trials."""
     flat: dict[str, float] = {}
     for system, values in metrics.items():
-        prefix = "" if system == MODEL else f"{system}."
+        named = split_metrics(split, {name: stats["mean"] for name, stats in values.items()})
+        if system != MODEL:
+            flat.update({f"{system}/{name}": value for name, value in named.items()})
+            continue
+        flat.update(named)
         for name, stats in values.items():
-            flat[f"{prefix}{name}"] = stats["mean"]
-            if system == MODEL and "low" in stats:
-                flat[f"{name}_ci_low"], flat[f"{name}_ci_high"] = stats["low"], stats["high"]
-    for baseline, values in comparisons.items():
-        for name, stats in values.items():
-            flat[f"vs_{baseline}.{name}_diff"] = stats["difference"]
-            flat[f"vs_{baseline}.{name}_p_value"] = stats["p_value"]
-    return {mlflow_key(key): value for key, value in flat.items()}
+            if "low" in stats:
+                flat.update(
+                    split_metrics(
+                        split, {f"{name}_ci_low": stats["low"], f"{name}_ci_high": stats["high"]}
+                    )
+                )
+    return flat

@@ -33,6 +33,7 @@ _tags
     The names runs share: tags, experiments, metric and param keys.
 """
 
+from rectune.tracking._logs import EVALUATION, TRAINING, VALIDATION, split_inputs
 from rectune.tracking._lookup import FoundRun
 from rectune.tracking._store import (
     REACH_TIMEOUT,
@@ -48,18 +49,21 @@ from rectune.tracking._tags import (
     PIPELINE_RUN_ENV,
     PIPELINE_TAG,
     PYFUNC_NAME,
+    SPLIT_PREFIXES,
     RunStatus,
     default_experiment,
     git_commit,
     mlflow_key,
     pipeline_run_id,
     source_tags,
+    split_metrics,
 )
 from rectune.tracking._writes import PendingRun, RunRef
 from rectune.tracking.pyfunc import RecommenderModel
 from rectune.tracking.tracker import RunEnd, Tracker
 
 __all__ = [
+    "EVALUATION",
     "HOST_TAG",
     "PARENT_TAG",
     "PID_TAG",
@@ -67,6 +71,9 @@ __all__ = [
     "PIPELINE_TAG",
     "PYFUNC_NAME",
     "REACH_TIMEOUT",
+    "SPLIT_PREFIXES",
+    "TRAINING",
+    "VALIDATION",
     "FoundRun",
     "PendingRun",
     "RecommenderModel",
@@ -82,5 +89,7 @@ __all__ = [
     "mlflow_key",
     "pipeline_run_id",
     "source_tags",
+    "split_inputs",
+    "split_metrics",
     "tracking_uri",
 ]

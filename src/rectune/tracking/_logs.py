@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from rectune.tracking._tags import mlflow_key, stringify
 from rectune.tracking._writes import RunRef, WriteBehind
+
+#: What a split is to a run, as MLflow's dataset inputs name it (the UI shows it).
+TRAINING, VALIDATION, EVALUATION = "training", "validation", "evaluation"
+
+
+def split_inputs(dataset: Any, contexts: Mapping[str, str]) -> list[DatasetInput]:
+    """``dataset``'s splits as MLflow dataset inputs, for the UI's Dataset column.
+
+    Parameters
+    ----------
+    dataset : rectune.data.SplitDataset
+        The processed dataset (its ``name``, ``path``, ``fingerprint``, ``matrices``).
+    contexts : mapping of str to str
+        Each split the run uses and what for: ``{"train": TRAINING, "test": EVALUATION}``.
+    """
+    inputs = []
+    for split, context in contexts.items():
+        matrix = dataset.matrices[split]
+        entity = Dataset(
+            name=f"{dataset.name}/{split}",
+            # The dataset's fingerprint names its exact matrices; one digest per split.
+            digest=hashlib.sha256(f"{dataset.fingerprint}/{split}".encode()).hexdigest()[:16],
+            source_type="local",
+            source=json.dumps({"uri": str(dataset.path)}),
+            profile=json.dumps(
+                {"users": matrix.shape[0], "items": matrix.shape[1], "interactions": matrix.nnz}
+            ),
+        )
+        inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
+    return inputs
 
 
 class RunLogging(WriteBehind):
@@ -53,6 +85,11 @@ class RunLogging(WriteBehind):
             ],
             tags=[RunTag(key, stringify(value)) for key, value in (tags or {}).items()],
         )
+
+    def log_inputs(self, run_id: RunRef, inputs: Sequence[DatasetInput]) -> None:
+        """Record the datasets a run used (see :func:`split_inputs`)."""
+        if inputs:
+            self._write(self.client.log_inputs, run_id, datasets=list(inputs))
 
     def set_tags(self, run_id: RunRef, tags: Mapping[str, Any]) -> None:
         self.log(run_id, tags=tags)

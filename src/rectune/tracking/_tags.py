@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,26 @@ def pipeline_run_id() -> str | None:
 def mlflow_key(name: str) -> str:
     """A metric or param name MLflow accepts: ``precision@10`` -> ``precision_at_10``."""
     return name.replace("@", "_at_")
+
+
+#: The prefix of a metric measured on each split, so that a runs table sorted by the
+#: trials' objective (validation) does not mix in the final model's test scores.
+SPLIT_PREFIXES = {"validation": "val_", "test": "test_"}
+
+
+def split_metrics(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` measured on ``split``, named for it.
+
+    ``precision_at_10`` scored on the validation split is logged as
+    ``val_precision_at_10``, on the test split as ``test_precision_at_10``. Timings
+    (``fit_seconds``, ``eval_seconds``) and counts measure no split and keep their names;
+    a split without a prefix (a custom one) keeps every name.
+    """
+    prefix = SPLIT_PREFIXES.get(split, "")
+    return {
+        (name if name.endswith("_seconds") else f"{prefix}{mlflow_key(name)}"): value
+        for name, value in metrics.items()
+    }
 
 
 def stringify(value: Any) -> str:

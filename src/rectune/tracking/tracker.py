@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,21 @@ from rectune.tracking._tags import (
 from rectune.tracking._writes import PendingRun, RunRef
 from rectune.tracking.pyfunc import ModelLogging
 from rectune.urls import redact_text, redact_url
+
+#: What an experiment holds, for MLflow 3's UI: without it the UI guesses and may open
+#: a rectune experiment on its GenAI overview instead of its runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: The context tags MLflow's fluent API gives a run, which :class:`MlflowClient` does
+#: not: the UI's User and Source columns.
+_CONTEXT_TAGS = ("mlflow.user", "mlflow.source.name", "mlflow.source.type")
+
+
+@functools.cache
+def context_tags() -> dict[str, str]:
+    """This process's user and entry script (source), as MLflow names them."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return {key: value for key, value in resolve_tags().items() if key in _CONTEXT_TAGS}
 
 
 @dataclass
@@ -82,7 +98,9 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
                 self.pipeline_run = self.client.get_run(pipeline_id)
             if experiment_name is None and self.pipeline_run is not None:
                 self.experiment_id = self.pipeline_run.info.experiment_id
-                self.experiment_name = self.client.get_experiment(self.experiment_id).name
+                experiment = self.client.get_experiment(self.experiment_id)
+                self.experiment_name = experiment.name
+                self._mark_kind(experiment)  # `mlflow run` made it without the kind
                 return
             self.experiment_name = experiment_name or default
             self.experiment_id = self._find_or_create_experiment(self.experiment_name)
@@ -95,15 +113,22 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
     def _find_or_create_experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            self._mark_kind(experiment)
             return experiment.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, tags=EXPERIMENT_KIND)
         except MlflowException as err:
             # Another worker created it between the lookup and the create.
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 raise err from None
             return experiment.experiment_id
+
+    def _mark_kind(self, experiment: Any) -> None:
+        """Tag an experiment made elsewhere with :data:`EXPERIMENT_KIND` (once)."""
+        for key, value in EXPERIMENT_KIND.items():
+            if key not in experiment.tags:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
 
     def ui_hint(self) -> str:
         """How to look at this store's runs in a browser."""
@@ -116,12 +141,20 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
             command = f"mlflow ui --backend-store-uri '{shown}'"
         return f"see it with `{command}`, then open http://127.0.0.1:5000"
 
-    def start_stage_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> str:
+    def start_stage_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        start_time: float | None = None,
+    ) -> str:
         """Create a stage's top run: a child of the ``mlflow run`` pipeline run if any.
 
         The run carries :func:`source_tags`. It is nested only when the pipeline run is
         in the same experiment (the UI nests within one experiment); it is tagged with
-        the pipeline run's id either way.
+        the pipeline run's id either way. ``start_time`` (seconds since the epoch) is
+        when the stage's work began, if that was before the run is made: the run's
+        duration then covers the work.
         """
         # Where it runs: a run this machine's killed process left RUNNING is found by it.
         tags = {
@@ -135,16 +168,22 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
             tags[PIPELINE_TAG] = self.pipeline_run.info.run_id
             if self.pipeline_run.info.experiment_id == self.experiment_id:
                 parent_id = self.pipeline_run.info.run_id
-        return self.start_run(run_name, parent_id=parent_id, tags=tags)
+        return self.start_run(run_name, parent_id=parent_id, tags=tags, start_time=start_time)
 
     @contextlib.contextmanager
-    def stage_run(self, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[str]:
+    def stage_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        start_time: float | None = None,
+    ) -> Iterator[str]:
         """A stage's top run (:meth:`start_stage_run`) for the block; yields its id.
 
         The run ends FINISHED when the block returns and FAILED when it raises,
         ``KeyboardInterrupt`` included; the exception propagates (see :meth:`ending`).
         """
-        run_id = self.start_stage_run(run_name, tags=tags)
+        run_id = self.start_stage_run(run_name, tags=tags, start_time=start_time)
         with self.ending(run_id):
             yield run_id
 
@@ -180,13 +219,28 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
         self.end_run(run, end.status)
 
     def start_run(
-        self, run_name: str, *, parent_id: str | None = None, tags: Mapping[str, Any] | None = None
+        self,
+        run_name: str,
+        *,
+        parent_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        start_time: float | None = None,
     ) -> str:
-        """Create a run (nested under ``parent_id`` when given); return its id."""
-        all_tags = {key: stringify(value) for key, value in (tags or {}).items()}
+        """Create a run (nested under ``parent_id`` when given), with this process's
+        :func:`context_tags`; return its id. ``start_time`` is in seconds since the
+        epoch (default: now)."""
+        all_tags = {
+            **context_tags(),
+            **{key: stringify(value) for key, value in (tags or {}).items()},
+        }
         if parent_id is not None:
             all_tags[PARENT_TAG] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags=all_tags,
+            start_time=None if start_time is None else int(start_time * 1000),
+        )
         return run.info.run_id
 
     def start_run_behind(

@@ -24,7 +24,7 @@ from rectune.tuning.checkpoints import CheckpointPlan, Curve, best_of_folds, mea
 from rectune.tuning.plan import Objective, TuningConfig
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.sharing import IterationSharing, SharedTrial
-from rectune.tuning.trial_run import TrialRun
+from rectune.tuning.trial_run import TrialRun, trial_metrics
 
 
 class StopFit(Exception):
@@ -207,7 +207,9 @@ class TrialFitter:
             for fold, f in enumerate(fits):
                 self.tracker.log(
                     run.run_id,
-                    metrics={f"fold_{name}": value for name, value in f.metrics.items()},
+                    metrics={
+                        f"{name}_by_fold": value for name, value in trial_metrics(f.metrics).items()
+                    },
                     step=fold,
                 )
         metrics = mean_of_folds([f.metrics for f in fits])
@@ -251,7 +253,7 @@ class TrialFitter:
         (logged with the trial's result: one call instead of one per checkpoint)."""
         if not fits or not fits[0].reported:
             return {}
-        return {f"intermediate_{self.objectives[0].name}": fits[0].reported}
+        return {self.objectives[0].name: fits[0].reported}
 
     def _fit_callback(self, trial, model, fold, params, plan, shared, fits, recorded):
         """Called after every iteration: scores the model at the plan's checkpoints and

@@ -29,6 +29,7 @@ from rectune.tuning.storage import (
     StudyProgress,
     is_shared,
 )
+from rectune.tuning.trial_run import trial_metrics
 from rectune.urls import redact_url
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def _mark_best(
     # Tags, not params: a resumed or shared study's best may change (params cannot).
     tracker.log(
         parent_id,
-        metrics={f"best_{name}": value for name, value in best_values.items()},
+        metrics={f"best_{name}": value for name, value in trial_metrics(best_values).items()},
         tags={
             **{f"best_{name}": value for name, value in best_params.items()},
             "best_run_id": best_run or "",

@@ -16,8 +16,11 @@ from rectune.failpoints import failpoint
 from rectune.tracking import (
     PARENT_TAG,
     PIPELINE_TAG,
+    TRAINING,
+    VALIDATION,
     RunStatus,
     Tracker,
+    split_inputs,
 )
 from rectune.tuning.attributes import (
     ERROR,
@@ -26,6 +29,7 @@ from rectune.tuning.attributes import (
     PARAMS,
     PARENT_RUNS_ATTR,
     RUN_ID,
+    STUDY_ATTR,
     STUDY_UID_ATTR,
 )
 from rectune.tuning.best_params import (
@@ -34,6 +38,7 @@ from rectune.tuning.best_params import (
 from rectune.tuning.plan import TuningConfig
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.storage import study_lock
+from rectune.tuning.trial_run import trial_metrics
 from rectune.urls import first_line, redact_url
 
 
@@ -90,6 +95,12 @@ def join_study(
     return parent_id, worker
 
 
+def tuning_inputs(dataset: SplitDataset) -> list[Any]:
+    """The tune split as a tuning run's MLflow dataset inputs: fit on ``train_val``,
+    scored on ``validation``."""
+    return split_inputs(dataset, {"train_val": TRAINING, "validation": VALIDATION})
+
+
 def _latest_parent(tracker: Tracker, parents: dict[str, str]) -> str | None:
     """The study's most recently recorded parent run in the tracker's experiment."""
     for parent_id in reversed(list(parents.values())):
@@ -124,6 +135,7 @@ def _new_parent(
     }
     parent_id = tracker.start_stage_run(study.study_name, tags=tags)
     failpoint("parent_run_created")
+    tracker.log_inputs(parent_id, tuning_inputs(dataset))
     tracker.log(
         parent_id,
         params={
@@ -182,7 +194,7 @@ def reconcile_runs(study: optuna.Study, tracker: Tracker, parent_id: str) -> lis
         if run.status != "RUNNING" or trial is None or not trial.state.is_finished():
             continue
         if trial.user_attrs.get(RUN_ID) == run.run_id:
-            _finish_run_from_trial(tracker, run.run_id, trial)
+            _finish_run_from_trial(tracker, run.run_id, trial, _objective(study))
             repaired.append(trial.number)
         else:
             # Made for the trial, whose worker was killed before recording its id: the
@@ -224,16 +236,29 @@ def _numbers(numbers: list[int]) -> str:
     return ", ".join(map(str, sorted(set(numbers))))
 
 
-def _finish_run_from_trial(tracker: Tracker, run_id: str, trial: optuna.trial.FrozenTrial) -> None:
+def _objective(study: optuna.Study) -> str | None:
+    """The name of the study's (first) objective, as its description records it."""
+    names = study.user_attrs.get(STUDY_ATTR, {}).get("objectives") or [None]
+    return names[0]
+
+
+def _finish_run_from_trial(
+    tracker: Tracker, run_id: str, trial: optuna.trial.FrozenTrial, objective: str | None
+) -> None:
+    """End a trial's run with what Optuna recorded (a pruned trial's objective: the last
+    value its pruner saw, as :meth:`TrialRun.log_pruned` logs it)."""
     state = trial.state.name
     params = trial.user_attrs.get(PARAMS, trial.params)
     tags: dict[str, Any] = {"state": state, "trial_number": trial.number, "repaired": "true"}
     metrics = {}
     if trial.state == optuna.trial.TrialState.COMPLETE:
         params = delivered_params(trial.user_attrs, params)
-        metrics = dict(trial.user_attrs.get(METRICS, {}))
+        metrics = trial_metrics(trial.user_attrs.get(METRICS, {}))
     elif trial.state == optuna.trial.TrialState.PRUNED:
         tags["pruned"] = "true"
+        if objective and trial.intermediate_values:
+            last = trial.intermediate_values[max(trial.intermediate_values)]
+            metrics = trial_metrics({objective: last})
     else:
         tags["error"] = trial.user_attrs.get(ERROR, "its worker was killed")
     tracker.log(run_id, params=params, metrics=metrics, tags=tags)

@@ -48,6 +48,7 @@ from rectune.tuning.checkpoints import mean_of_folds
 from rectune.tuning.heartbeats import start_beating, stop_beating
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.storage import StudyProgress
+from rectune.tuning.trial_run import trial_metrics
 
 if TYPE_CHECKING:
     from rectune.tuning.fitting import FitRecord
@@ -234,7 +235,7 @@ class IterationSharing:
                 shared_fit_of_trial=trial.number,
                 state="COMPLETE",
             )
-            self.tracker.log(run_id, params=full, metrics=metrics)
+            self.tracker.log(run_id, params=full, metrics=trial_metrics(metrics))
             self.tracker.end_run(run_id, "FINISHED")
         except BaseException:
             # Not to be completed: it must stop beating, go stale and be retried, not

@@ -37,6 +37,7 @@ from rectune.tuning.attributes import (
 from rectune.tuning.best_params import delivered_params
 from rectune.tuning.fitting import FoldScorer, TrialFitter
 from rectune.tuning.plan import TuningConfig, parallel_trials
+from rectune.tuning.runs import tuning_inputs
 from rectune.tuning.search_space import SearchSpace
 from rectune.tuning.sharing import IterationSharing
 from rectune.tuning.storage import study_lock, trials_ahead
@@ -111,6 +112,7 @@ class TrialRunner:
         self.space = space
         self.tracker = tracker
         self.parent_id = parent_id
+        self.inputs = tuning_inputs(dataset)
         self.objectives = config.resolved_objectives
         self.fit = fit
         self.device = resolve_device(config.device)
@@ -226,12 +228,14 @@ class TrialRunner:
     ) -> PendingRun:
         """Trial ``number``'s child run, made behind the caller; ``record_id(run_id)``
         stores its id with the Optuna trial as soon as it exists."""
-        return self.tracker.start_run_behind(
+        run = self.tracker.start_run_behind(
             f"trial-{number}",
             parent_id=self.parent_id,
             tags={**self._trial_tags(number), **tags},
             then=record_id,
         )
+        self.tracker.log_inputs(run, self.inputs)
+        return run
 
     def _trial_tags(self, number: int) -> dict[str, Any]:
         """The tags every trial's run carries."""

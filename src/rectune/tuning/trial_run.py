@@ -16,10 +16,24 @@ from typing import Any
 
 import optuna
 
-from rectune.tracking import PendingRun, Tracker
+from rectune.tracking import PendingRun, Tracker, split_metrics
 from rectune.tuning.attributes import ERROR, INTERRUPTED
 
 log = logging.getLogger(__name__)
+
+#: Trials are scored on the tune split's validation part: their metrics say so.
+SPLIT = "validation"
+
+
+def trial_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A trial's metrics as its run logs them: ``precision_at_10`` -> ``val_precision_at_10``."""
+    return split_metrics(SPLIT, metrics)
+
+
+def _curves(history: Mapping[str, Mapping[int, float]]) -> dict[str, Mapping[int, float]]:
+    """The pruner's curves, one metric with a step per iteration count:
+    ``val_precision_at_10_by_iteration``."""
+    return {f"{name}_by_iteration": steps for name, steps in trial_metrics(history).items()}
 
 
 class TrialRun:
@@ -42,14 +56,15 @@ class TrialRun:
         tags: Mapping[str, Any] | None = None,
         history: Mapping[str, Mapping[int, float]] | None = None,
     ) -> None:
-        """Log the trial's result (one write: parameters, metrics, tags, the pruner's
-        curve) and end its run FINISHED."""
+        """Log the trial's result (one write: parameters, metrics named for the validation
+        split, tags, and ``history``: each objective's values at the checkpoints the
+        pruner saw, by iteration) and end its run FINISHED."""
         self.tracker.log(
             self.run_id,
             params=params,
-            metrics=metrics,
+            metrics=trial_metrics(metrics),
             tags={"state": "COMPLETE", "trial_number": self.trial.number, **(tags or {})},
-            history=history or {},
+            history=_curves(history or {}),
         )
         self.tracker.end_run(self.run_id, "FINISHED")
 
@@ -63,9 +78,9 @@ class TrialRun:
         self.tracker.log(
             self.run_id,
             params=self.params,
-            metrics={} if last is None else {objective: last},
+            metrics={} if last is None else trial_metrics({objective: last}),
             tags={"pruned": "true", "state": "PRUNED"},
-            history=history,
+            history=_curves(history),
         )
 
     @contextlib.contextmanager
