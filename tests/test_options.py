@@ -32,10 +32,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import evaluate_model
-import hyperparameter_tuning
-import model_training
-import split_data
+# The scripts run these modules' commands (tests/test_commands.py checks the identity);
+# the stage functions a test stubs are looked up in these modules.
+from rectune.commands import evaluate as evaluate_model
+from rectune.commands import split as split_data
+from rectune.commands import train as model_training
+from rectune.commands import tune as hyperparameter_tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPROJECT = yaml.safe_load((ROOT / "MLproject").read_text())

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-import model_training
+from rectune.commands import train as model_training  # the script runs its main
 from rectune.evaluation.evaluator import evaluate
 from rectune.models import DEFAULT_HYPERPARAMETERS, load_model
 from rectune.training import DEFAULT_HYPERPARAMETERS_FILE, parse_overrides

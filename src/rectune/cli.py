@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from rectune.config import DATA_DIR, DEFAULT_SEED
+from rectune import __version__
+from rectune.config import DATA_DIR, DEFAULT_SEED, MODELS_DIR
 from rectune.errors import RectuneError
 from rectune.urls import protect, redact_text
 
@@ -55,8 +56,9 @@ class RectuneCommand(click.Command):
             raise InputError(redact_text(str(err))) from err
 
 
-def run(command: click.Command) -> None:
-    """Run a stage script's command, then let the process exit without a last full
+def run(command: click.Command, **kwargs: Any) -> None:
+    """Run a stage script's command (``kwargs`` go to its ``main``: ``args``,
+    ``prog_name``), then let the process exit without a last full
     garbage collection.
 
     At exit Python collects every object it still tracks: with implicit, Optuna, MLflow
@@ -68,7 +70,7 @@ def run(command: click.Command) -> None:
     the command returns), and the memory goes back to the system when the process ends.
     """
     try:
-        command()
+        command(**kwargs)
     finally:
         gc.freeze()
 
@@ -103,3 +105,87 @@ def experiment_option(func: Any) -> Any:
         "--experiment-name",
         help="MLflow experiment [default: under `mlflow run`, its run's; else rectune-MODEL].",
     )(func)
+
+
+def version_option(func: Any) -> Any:
+    """``--version``: rectune's version, the same for the ``rectune`` group and every stage."""
+    return click.version_option(
+        __version__, "--version", prog_name="rectune", message="%(prog)s %(version)s"
+    )(func)
+
+
+def models_dir_option(help: str) -> Any:
+    """``--models-dir`` (default ``models/``); ``help`` says what the stage keeps there."""
+    return click.option(
+        "--models-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=MODELS_DIR,
+        show_default="models/",
+        help=help,
+    )
+
+
+def reports_dir_option(help: str) -> Any:
+    """``--reports-dir`` (default ``None``: the stage's ``MODELS_DIR/reports``)."""
+    return click.option(
+        "--reports-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        show_default="MODELS_DIR/reports",
+        help=help,
+    )
+
+
+def parse_k_list(text: str) -> tuple[int, ...]:
+    """``"5,10,20"`` -> ``(5, 10, 20)``: distinct positive list lengths, ascending.
+
+    Raises
+    ------
+    click.BadParameter
+        When a part is not a whole number, or none is given, or one is below 1.
+    """
+    try:
+        ks = {int(part) for part in str(text).split(",") if part.strip()}
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{text!r} needs one or more positive integers, e.g. 5,10,20")
+    return tuple(sorted(ks))
+
+
+class KList(click.ParamType):
+    """``--k K[,K...]``: one or more list lengths, comma-separated (a tuple, ascending)."""
+
+    name = "K[,K...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_k_list(value)
+        except click.BadParameter as err:
+            self.fail(err.message, param, ctx)
+
+
+class OneK(click.IntRange):
+    """``--k K`` of a stage whose objective is one list length: the ``K[,K...]`` syntax of
+    every stage's ``--k``, refusing more than one K with what to do instead."""
+
+    name = "K"
+
+    def __init__(self, instead: str) -> None:
+        super().__init__(min=1)
+        self.instead = instead
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, str) and "," in value:
+            try:
+                ks = parse_k_list(value)
+            except click.BadParameter as err:
+                self.fail(err.message, param, ctx)
+            if len(ks) > 1:
+                self.fail(f"{value!r}: this stage scores one K: {self.instead}", param, ctx)
+            value = ks[0]
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "K"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: The repository root (``src/rectune/config.py`` -> two levels up from ``src``).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]  # src/rectune/config.py -> the repository
+#: The repository root when rectune runs from its checkout (the scripts, or ``pip install
+#: -e .``); the current folder when it is installed as a package (``pip install .``),
+#: where the repository's data/ and models/ would lie inside site-packages.
+PROJECT_ROOT = _CHECKOUT if (_CHECKOUT / "src" / "rectune").is_dir() else Path.cwd()
 DATA_DIR = PROJECT_ROOT / "data"
 MODELS_DIR = PROJECT_ROOT / "models"
 

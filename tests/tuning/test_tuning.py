@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-import hyperparameter_tuning
 from mlflow_helpers import clean_env, mlflow_server
 from rectune import tuning
+from rectune.commands import tune as hyperparameter_tuning  # the script runs its main
 from rectune.errors import ConfigError
 from rectune.models import build_model, fit_model
 from rectune.progress import StudyBar

@@ -46,7 +46,8 @@ _EXPORTS = {
     "loop": "optimize POLL_SECONDS quiet_optuna STORAGE_RETRY_DELAYS",
     "parallel": "Callback in_trial_order InTrialOrder optimize_in_order TrialFunction",
     "plan": (
-        "DEFAULT_JOURNAL default_storage LEGACY_DATABASE max_iterations Objective "
+        "BEST_PARAMETERS_FILE DEFAULT_JOURNAL default_storage LEGACY_DATABASE max_iterations "
+        "Objective "
         "OBJECTIVE_METRICS PARALLEL_TRIALS parallel_trials parse_objectives resolve SAMPLERS "
         "TUNING_METRICS TuningConfig"
     ),

@@ -42,6 +42,10 @@ TUNING_METRICS = ("precision", "recall", "ndcg", "map")
 OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
 
 
+#: The best parameters' file in ``--models-dir``, the default ``--output``.
+BEST_PARAMETERS_FILE = "best_hyperparameters.json"
+
+
 #: The default Optuna storage, beside ``--output``; earlier versions kept a SQLite file.
 DEFAULT_JOURNAL = "optuna.journal"
 
@@ -123,7 +127,9 @@ class TuningConfig:
     device: str = "auto"
     cv_folds: int = 1
     warm_start: bool = False
-    output: Path = MODELS_DIR / "best_hyperparameters.json"
+    output: Path = MODELS_DIR / BEST_PARAMETERS_FILE
+    #: Where the study report goes; ``None``: ``reports/`` beside ``output``.
+    reports_dir: Path | None = None
     experiment_name: str | None = None
     data_dir: Path = DATA_DIR
     checkpoints: int = DEFAULT_CHECKPOINTS
@@ -190,8 +196,9 @@ class TuningConfig:
         return redact_url(self.storage or default_storage(self.output))
 
     @property
-    def reports_dir(self) -> Path:
-        return Path(self.output).parent / "reports"
+    def resolved_reports_dir(self) -> Path:
+        """``reports_dir``, or ``reports/`` beside ``output`` when it is not given."""
+        return Path(self.reports_dir or Path(self.output).parent / "reports")
 
 
 def default_storage(output: Path) -> str:

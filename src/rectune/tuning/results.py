@@ -123,7 +123,7 @@ def finish_study(
         "parent_run_id": parent_id,
     }
     report_path = reports.write_study_reports(
-        study, summary, config.reports_dir, tracker, parent_id, seed=config.seed
+        study, summary, config.resolved_reports_dir, tracker, parent_id, seed=config.seed
     )
     return TuningResult(
         study=study,
