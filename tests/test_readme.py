@@ -4,7 +4,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && "
+INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt -e . && "
+#: The tests' set-up: the runtime requirements plus the test tools (requirements-dev.txt).
+DEV_INSTALL = "python3 -m venv .venv && .venv/bin/pip install -q -r requirements-dev.txt -e . && "
 
 
 def opening_commands() -> list[str]:
@@ -26,7 +28,7 @@ def test_readme_opens_with_two_self_contained_commands():
         "--register rectune-als && "
         ".venv/bin/python src/evaluate_model.py --model als"
     )
-    assert tests == INSTALL + ".venv/bin/python -m pytest"
+    assert tests == DEV_INSTALL + ".venv/bin/python -m pytest"
 
 
 def test_ci_runs_the_readme_test_command():
