@@ -291,8 +291,8 @@ def train(
     ----------
     model : {"als", "bpr"}
     hyperparameters : bool, str or Path, optional
-        ``True``: this model's entry of ``models/best_hyperparameters.json`` (as
-        ``--hyperparameters`` alone); a path: that file's; ``None``: rectune's defaults.
+        ``True``: this model's entry of ``MODELS_DIR/best_hyperparameters.json`` (the
+        file :func:`tune` writes there); a path: that file's; ``None``: rectune's defaults.
     param : mapping or sequence of "NAME=VALUE", optional
         Overrides of single hyperparameters (``--param``); they win over the file.
     mode : {"final", "tune"}
@@ -322,8 +322,12 @@ def train(
         train_model,
     )
 
-    if hyperparameters is True:
-        hyperparameters = DEFAULT_HYPERPARAMETERS_FILE
+    if hyperparameters is True:  # the file tune(models_dir=...) writes
+        hyperparameters = (
+            Path(models_dir) / DEFAULT_HYPERPARAMETERS_FILE.name
+            if models_dir
+            else DEFAULT_HYPERPARAMETERS_FILE
+        )
     elif hyperparameters is False:
         hyperparameters = None
     if param is None:

@@ -51,7 +51,7 @@ class StageGroup(click.Group):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
 
-@click.group(cls=StageGroup, context_settings=COMMAND_SETTINGS)
+@click.group("rectune", cls=StageGroup, context_settings=COMMAND_SETTINGS)
 @version_option
 def group() -> None:
     """rectune: tune, train and evaluate implicit-feedback recommenders (ALS, BPR).
