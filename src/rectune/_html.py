@@ -34,18 +34,19 @@ def plotly_script() -> str:
 
 
 def figure_json(figure: dict[str, Any]) -> str:
-    """``figure`` as JSON safe inside a ``<script>`` element: a ``</`` in a parameter
-    name or a study name must not close the script."""
-    text = json.dumps(figure, separators=(",", ":"), allow_nan=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    """``figure`` as JSON that is also safe inside a ``<script>`` element: every ``<``
+    escaped, so a ``</script>`` or ``<!--`` in a name cannot end the script."""
+    return json.dumps(figure, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
 def plot_div(name: str, figure: dict[str, Any]) -> str:
     """An HTML ``<div>`` that draws ``figure`` (a plotly ``{"data", "layout"}`` dict)
     once plotly.js is loaded above it on the page."""
     element = f"plot-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}"
-    height = figure.get("layout", {}).get("height")
-    style = f' style="height:{int(height)}px"' if height else ""  # the page's, before plotly
+    # The box has its height before plotly.js runs (450 px is plotly's default), so the
+    # page around it lays out the same with or without it.
+    height = int(figure.get("layout", {}).get("height") or 450)
+    style = f' style="height:{height}px"'
     config = {"displaylogo": False, "responsive": True}
     return (
         f'<div id="{element}" class="plot"{style}></div><script type="text/javascript">'

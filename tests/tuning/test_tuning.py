@@ -151,14 +151,8 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     assert {"search_space", "plots", "report", "importance.json", "summary.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
     assert {
-        f"plots/{name}.html"
-        for name in (
-            "optimization_history",
-            "param_importances",
-            "parallel_coordinate",
-            "slice",
-            "contour",
-        )
+        f"plots/{name}.json"  # plotly's figure JSON; the report is the page that draws them
+        for name in ("optimization_history", "param_importances", "slice", "param_pairs")
     } <= plots
     importance = json.loads(
         client.download_artifacts(result.parent_run_id, "importance.json", str(tmp_path))
@@ -168,23 +162,15 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
     assert set(importance["fanova"]) == {"factors", "regularization", "iterations"}
     report = result.report_path.read_text()
     assert result.report_path.parent == tmp_path / "models" / "reports"
-    assert report.count('<script type="text/javascript">/**') == 1  # plotly.js once
-    assert report.count('class="plotly-graph-div"') == len(plots)
+    assert report.count("* plotly.js (basic - minified)") == 1  # plotly.js once
+    assert report.count('class="plot"') == len(plots)
     assert "Best parameters" in report and "Trials" in report
-    plot = Path(
-        client.download_artifacts(result.parent_run_id, "plots/slice.html", str(tmp_path))
-    ).read_text()
-    assert plot.count('class="plotly-graph-div"') == 1 and "/**" not in plot  # from the CDN
-
-
-def test_plot_pages_load_plotly_from_its_cdn_as_plotly_itself_writes_it():
-    import plotly.graph_objects as go
-
-    from rectune.tuning.report import _plotly_from_cdn
-
-    tag = _plotly_from_cdn()
-    assert 'integrity="sha256-' in tag
-    assert tag in go.Figure().to_html(include_plotlyjs="cdn")  # same URL and hash
+    plot = json.loads(
+        Path(
+            client.download_artifacts(result.parent_run_id, "plots/slice.json", str(tmp_path))
+        ).read_text()
+    )
+    assert {trace["type"] for trace in plot["data"]} == {"scatter"}
 
 
 def test_pruned_and_failed_trials_show_in_optuna_and_mlflow(tune):
@@ -425,7 +411,7 @@ def test_multi_objective_study_writes_a_pareto_trial(tune):
     best_first = max(result.study.best_trials, key=lambda t: t.values[0])
     assert result.best_values["precision@10"] == pytest.approx(best_first.values[0])
     plots = {a.path for a in MlflowClient().list_artifacts(result.parent_run_id, "plots")}
-    assert "plots/pareto_front.html" in plots
+    assert "plots/pareto_front.json" in plots
 
 
 def test_cross_validation_logs_each_fold(tune):

@@ -1,35 +1,69 @@
-"""The study report: plots, parameter importances and the trial table of a study.
+"""The study report: a page that says what the study found, with its plots, parameter
+importances and trial table.
 
-A study's plots are each logged on their own as a small HTML file that loads plotly.js
-from its CDN (so it needs internet to render); the study report inlines plotly.js once
-(~4.8 MB) and works offline.
+The report (``reports_dir/<study>.html``, logged to the parent run as
+``report/<study>.html``) opens with the study in sentences and a small table: counts
+by kind of trial, the best trial against the runner-up and the model's defaults, and
+where the objective is measured. Then come the plots (:mod:`rectune.tuning._figures`),
+the importances with what each method means, and every trial.
+
+One HTML page, plotly.js inlined once: MLflow's UI shows an HTML artifact as a
+``blob:`` URL in a sandboxed iframe, where a relative ``<script src>`` cannot load and
+a CDN needs internet, so each HTML artifact would have to carry plotly.js itself. The
+report is therefore the only one; the figures are also logged on their own as
+``plots/<name>.json`` (plotly's figure JSON: ``plotly.io.read_json(path).show()``),
+data that reads anywhere offline. plotly.js is the vendored *basic* bundle
+(:data:`rectune._html.PLOTLY_BUNDLE`, 1.2 MB), so a 50-trial report is about 1.3 MB.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import hashlib
 import html
 import importlib
-import json
 import re
 import tempfile
 import threading
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from rectune._html import html_page, html_table
+from rectune._html import figure_json, html_page, html_table, plot_div, plotly_script
 from rectune._io import write_json_atomic, write_text_atomic
-from rectune.tuning.attributes import ERROR, REUSED_FROM
+from rectune.tuning import _figures as figs
+from rectune.tuning import _report_text as text
+from rectune.tuning.attributes import STUDY_ATTR
 
-#: Imported by the report on first use: about 1.7 s of a fresh process (scikit-learn
-#: for fANOVA, plotly through Optuna's plots).
-_REPORT_MODULES = ("optuna.importance", "optuna.visualization")
+#: Imported by the report on first use: about a second of a fresh process (scikit-learn
+#: for fANOVA).
+_REPORT_MODULES = ("optuna.importance",)
+
+#: What each plot shows, in a line under its title.
+CAPTIONS = {
+    "optimization_history": "Each trial's objective by trial number; the line is the best so far.",
+    "slice": "The objective against each parameter (log axes where the search space is log).",
+    "param_pairs": "Each point is a trial, coloured by its objective (yellow is better).",
+    "intermediate_values": (
+        "The objective at each checkpoint a trial was scored at; pruned trials stop where "
+        "the pruner stopped them."
+    ),
+    "pareto_front": "The first two objectives; no trial on the front beats another on both.",
+    "param_importances": "",
+}
+
+_STYLE = """
+p.lead { font-size: 16px; line-height: 1.5; max-width: 60em; }
+.caption { color: #555; margin: 0; }
+.plot { width: 100%; }
+tr.best { background: #fff3cd; font-weight: 600; }
+tr.pruned, tr.failed, tr.surplus { color: #888; }
+tr.shared td:nth-child(2) { color: #c05a00; }
+tr.reused td:nth-child(2) { color: #2a7f2a; }
+nav a { margin-right: 1em; }
+"""
 
 
 def import_behind() -> threading.Thread:
@@ -47,7 +81,7 @@ def import_behind() -> threading.Thread:
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
-    attrs = study.user_attrs.get("rectune", {})
+    attrs = study.user_attrs.get(STUDY_ATTR, {})
     names = attrs.get("objectives") or []
     return (
         names
@@ -56,42 +90,51 @@ def _objective_names(study: optuna.Study) -> list[str]:
     )
 
 
-def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+def _best_number(study: optuna.Study, summary: dict[str, Any] | None = None) -> int | None:
+    if summary and summary.get("best_trial") is not None:
+        return summary["best_trial"]
+    if len(study.directions) > 1 or not figs.plotted_trials(study):
+        return None
+    with contextlib.suppress(ValueError):  # only pruned trials
+        return study.best_trial.number
+    return None
 
 
-def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
-    """The study's plotly figures, and for each plot that could not be drawn, why."""
-    vis = optuna.visualization
+def study_figures(
+    study: optuna.Study,
+    importance: dict[str, Any] | None = None,
+    best: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The study's figures (plotly ``{"data", "layout"}`` dicts), and for each plot that
+    could not be drawn, why. ``importance`` (:func:`importances`) adds their bar chart;
+    ``best`` (a trial number) is starred."""
     names = _objective_names(study)
-    multi = len(names) > 1
-    target = (
-        {"target": (lambda t: t.values[0]), "target_name": names[0]}
-        if multi
-        else {"target_name": names[0]}
-    )
+    target = names[0]
+    best = _best_number(study) if best is None else best
     builders = {
-        "optimization_history": lambda: vis.plot_optimization_history(study, **target),
-        "param_importances": lambda: vis.plot_param_importances(study, **target),
-        "parallel_coordinate": lambda: vis.plot_parallel_coordinate(study, **target),
-        "slice": lambda: vis.plot_slice(study, **target),
-        "contour": lambda: vis.plot_contour(study, **target),
+        "optimization_history": lambda: figs.history(study, target, best),
+        "slice": lambda: figs.slices(study, target, best),
+        "param_pairs": lambda: figs.pairs(study, target, best),
     }
-    if multi:
-        builders["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=names)
+    if len(names) > 1:
+        builders["pareto_front"] = lambda: figs.pareto(study, names, best)
     else:
-        builders["intermediate_values"] = lambda: vis.plot_intermediate_values(study)
+        builders["intermediate_values"] = lambda: figs.intermediate(study, target, best)
+    if importance is not None:
+        builders["param_importances"] = lambda: figs.importance_bars(importance, text.METHOD_NAMES)
     figures, skipped = {}, {}
+    if not figs.plotted_trials(study):
+        return {}, dict.fromkeys(builders, "no trial has a value yet")
     for name, build in builders.items():
-        if len(_complete(study)) < (2 if name in ("param_importances", "contour") else 1):
-            skipped[name] = "needs more complete trials"
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                figures[name] = build()
-        except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as err:
-            skipped[name] = f"{type(err).__name__}: {err}"
+        figure = build()
+        if figure is None:
+            skipped[name] = {
+                "param_pairs": "needs two searched parameters",
+                "intermediate_values": "no trial reported intermediate values",
+                "param_importances": "no importance method ran",
+            }[name]
+        else:
+            figures[name] = figure
     return figures, skipped
 
 
@@ -128,85 +171,147 @@ def importances(study: optuna.Study, seed: int = 42) -> dict[str, Any]:
     return out
 
 
-def _trial_rows(study: optuna.Study) -> list[list[Any]]:
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        values = ", ".join(f"{v:.4f}" for v in t.values) if t.values else ""
-        duration = f"{t.duration.total_seconds():.2f}" if t.duration else ""
-        note = (
-            f"reused trial {t.user_attrs['reused_from']}"
-            if REUSED_FROM in t.user_attrs
-            else t.user_attrs.get(ERROR, "")
-        )
-        params = ", ".join(f"{k}={v}" for k, v in t.params.items())
-        rows.append([t.number, t.state.name, values, params, duration, note])
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _study_span(study: optuna.Study) -> timedelta | None:
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    return max(ends) - min(starts) if starts and ends else None
+
+
+def _summary_rows(
+    study: optuna.Study, summary: dict[str, Any], counts: text.StudyCounts, best: Any
+) -> list[list[Any]]:
+    names = _objective_names(study)
+    directions = [d.name.lower() for d in study.directions]
+    attrs = study.user_attrs.get(STUDY_ATTR, {})
+    folds = attrs.get("cv_folds") or 1
+    split = f"mean of {folds} folds of train" if folds > 1 else "validation"
+    span = _study_span(study)
+    wall = summary.get("wall_seconds")
+    times = [f"study {_duration(span.total_seconds())}" if span else ""]
+    times.append(f"this run {_duration(wall)}" if wall is not None else "")
+    model = summary.get("model") or attrs.get("model", "")
+    rows = [
+        ["study", study.study_name],
+        ["model", f"{str(model).upper()} on {summary.get('dataset', '?')}"],
+        [
+            "objective",
+            ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=True))
+            + f", on {split}",
+        ],
+        ["trials", counts.sentence()],
+        [
+            "best",
+            "none yet"
+            if best is None
+            else ", ".join(f"{n} = {v:.4f}" for n, v in zip(names, best.values, strict=True))
+            + f" (trial {best.number})",
+        ],
+        ["time", ", ".join(t for t in times if t)],
+        ["sampler, pruner", f"{summary.get('sampler', '?')}, {summary.get('pruner', '?')}"],
+    ]
+    if summary.get("parent_run_id"):
+        rows.append(["MLflow parent run", summary["parent_run_id"]])
     return rows
 
 
-def _plot_divs(figures: dict[str, Any]) -> dict[str, str]:
-    """Each figure as an HTML ``<div>`` that draws it once plotly.js is loaded."""
-    return {
-        name: figure.to_html(full_html=False, include_plotlyjs=False)
-        for name, figure in figures.items()
-    }
-
-
-def _plotly_inline() -> str:
-    """plotly.js itself, for a page that must work offline."""
-    from plotly.offline import get_plotlyjs
-
-    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
-
-
-@functools.cache
-def _plotly_from_cdn() -> str:
-    """The tag plotly writes to load plotly.js from its CDN, with the hash of the copy
-    it bundles (subresource integrity). plotly hashes those 4.8 MB for every figure it
-    writes this way; here they are hashed once."""
-    from plotly.offline import get_plotlyjs, get_plotlyjs_version
-
-    digest = base64.b64encode(hashlib.sha256(get_plotlyjs().encode()).digest()).decode()
-    url = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
-    return (
-        f'<script charset="utf-8" src="{url}" integrity="sha256-{digest}" '
-        'crossorigin="anonymous"></script>'
-    )
+def _trial_table(study: optuna.Study, best: int | None, default: int | None) -> str:
+    names = _objective_names(study)
+    space = list(figs.searched(study)) or sorted({p for t in study.trials for p in t.params})
+    rows, classes = [], []
+    for t in study.get_trials(deepcopy=False):
+        kind = text.trial_kind(t)
+        values = [f"{v:.4f}" for v in t.values] if t.values else [""] * len(names)
+        note = text.trial_note(t)
+        if t.number == default:
+            note = "; ".join(filter(None, ["the model's defaults", note]))
+        duration = f"{t.duration.total_seconds():.2f}" if t.duration else ""
+        label = ("best, " if t.number == best else "") + text.KIND_LABELS[kind]
+        params = [text.fmt_value(t.params[p]) if p in t.params else "" for p in space]
+        rows.append([t.number, label, *values, *params, duration, note])
+        classes.append("best" if t.number == best else kind)
+    header = ["trial", "kind", *names, *space, "seconds", "note"]
+    return html_table(rows, header, classes)
 
 
 def render_report(
     study: optuna.Study,
     summary: dict[str, Any],
-    divs: dict[str, str],
+    figures: dict[str, dict[str, Any]],
     skipped: dict[str, str],
     importance: dict[str, Any],
 ) -> str:
-    """One self-contained HTML page: summary, best parameters, trials, importances, and
-    the plots (``divs``: each figure's ``<div>``, with plotly.js inlined once)."""
-    plots = [_plotly_inline()] if divs else []
-    for name, div in divs.items():
-        plots.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3>{div}")
-    for name, reason in skipped.items():
-        plots.append(f"<p><em>{html.escape(name)}: not drawn ({html.escape(reason)})</em></p>")
-    params = summary.get("best_params") or {}
-    importance_rows = [
-        [method, ", ".join(f"{k}={v}" for k, v in values.items())]
-        for method, values in importance.items()
-    ]
-    summary_rows = [
-        [key, json.dumps(value) if isinstance(value, dict | list) else value]
-        for key, value in summary.items()
-        if key != "best_params"
-    ]
-    trial_header = ["trial", "state", "values", "parameters", "seconds", "note"]
-    return html_page(
-        f"rectune study {study.study_name}",
-        f"""<h1>Study {html.escape(study.study_name)}</h1>
-<h2>Summary</h2>{html_table(summary_rows, ["", ""])}
-<h2>Best parameters</h2>{html_table([[k, v] for k, v in params.items()], ["parameter", "value"])}
-<h2>Parameter importance</h2>{html_table(importance_rows, ["method", "importance"])}
-<h2>Trials</h2>{html_table(_trial_rows(study), trial_header)}
-<h2>Plots</h2>{"".join(plots)}""",
+    """One self-contained HTML page: what the study found in sentences, the plots
+    (``figures``, drawn by plotly.js inlined once), importances, parameters, trials."""
+    esc = html.escape
+    names = _objective_names(study)
+    counts = text.StudyCounts.of(study.get_trials(deepcopy=False))
+    number = _best_number(study, summary)
+    best = study.get_trials(deepcopy=False)[number] if number is not None else None
+    default, _, _ = text.default_trial(study, summary.get("model"))
+    lead = [f"Study {study.study_name} ran {counts.sentence()}."]
+    if best is not None and best.values:
+        lead += text.comparison_sentences(study, best, names[0], summary.get("model"))
+    else:
+        lead.append("No trial completed, so there is no best trial yet.")
+    lead.append(text.split_line(study, names[0]))
+
+    def plot(name: str) -> str:
+        title = name.replace("_", " ")
+        caption = CAPTIONS.get(name, "")
+        return (
+            f'<h3 id="{esc(name)}">{esc(title[:1].upper() + title[1:])}</h3>'
+            + (f'<p class="caption">{esc(caption)}</p>' if caption else "")
+            + plot_div(name, figures[name])
+        )
+
+    shown = [n for n in figures if n != "param_importances"]
+    nav = " ".join(f'<a href="#{esc(n)}">{esc(n.replace("_", " "))}</a>' for n in shown)
+    missing = "".join(
+        f"<p><em>{esc(n.replace('_', ' '))}: not drawn ({esc(why)})</em></p>"
+        for n, why in skipped.items()
     )
+    methods = [m for m in ("fanova", "ped_anova") if m in importance]
+    first = importance.get("fanova", {})
+    importance_rows = [
+        [p, *(text.fmt_value(importance[m].get(p, "")) for m in methods)]
+        for p in sorted(figs.searched(study), key=lambda p: -float(first.get(p, 0) or 0))
+    ]
+    params = summary.get("best_params") or {}
+    bars = "param_importances" in figures
+    body = f"""<h1>Study {esc(study.study_name)}</h1>
+{"".join(f'<p class="lead">{esc(s)}</p>' for s in lead[:1])}
+<p class="lead">{esc(" ".join(lead[1:]))}</p>
+{html_table(_summary_rows(study, summary, counts, best), None)}
+<h2>Plots</h2><nav>{nav}</nav>
+{plotly_script() if figures else ""}
+{"".join(plot(n) for n in shown)}{missing}
+<h2>Parameter importance</h2>
+{"".join(f"<p>{esc(s)}</p>" for s in text.importance_sentences(importance, counts.complete))}
+{plot_div("param_importances", figures["param_importances"]) if bars else ""}
+{html_table(importance_rows, ["parameter", *(text.METHOD_NAMES[m] for m in methods)])}
+<h2>Best parameters</h2>
+<p>As written to the output file (fixed parameters and the best iteration included).</p>
+{html_table([[k, v] for k, v in params.items()], ["parameter", "value"])}
+<h2>Trials</h2>
+<p>{esc(_KINDS_LINE)}</p>
+{_trial_table(study, number, default.number if default else None)}"""
+    return html_page(f"rectune study {study.study_name}", body, style=_STYLE)
+
+
+_KINDS_LINE = (
+    "Kinds: complete, a fit of its own; recorded from another trial's fit, iteration "
+    "sharing scored a longer fit at this trial's iteration count; reused, the same "
+    "parameters as an earlier trial, its values copied; pruned, stopped early by the "
+    "pruner and shown at the last value it reported."
+)
 
 
 def write_study_reports(
@@ -217,23 +322,22 @@ def write_study_reports(
     parent_run_id: str,
     seed: int = 42,
 ) -> Path:
-    """Log the plots, importances and report to the parent run; return the report path.
+    """Log the report, the figures' JSON and the importances to the parent run; return
+    the report's path.
 
     The report is also written to ``reports_dir/<study name>.html``.
     """
-    figures, skipped = study_figures(study)
     importance = importances(study, seed=seed)
-    divs = _plot_divs(figures)  # one conversion serves the report and the plot files
-    report = render_report(study, summary, divs, skipped, importance)
+    figures, skipped = study_figures(study, importance, _best_number(study, summary))
+    report = render_report(study, summary, figures, skipped, importance)
     safe_name = re.sub(r"[^A-Za-z0-9._@-]+", "_", study.study_name).strip("._") or "study"
     report_path = Path(reports_dir) / f"{safe_name}.html"
     write_text_atomic(report_path, report)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, div in divs.items():
-            path = folder / f"{name}.html"
-            page = html_page(name.replace("_", " "), _plotly_from_cdn() + div)
-            path.write_text(page, encoding="utf-8")
+        for name, figure in figures.items():
+            path = folder / f"{name}.json"
+            path.write_text(figure_json(figure), encoding="utf-8")
             tracker.log_artifact(parent_run_id, path, "plots")
         write_json_atomic(folder / "importance.json", importance)
         tracker.log_artifact(parent_run_id, folder / "importance.json")
@@ -241,6 +345,3 @@ def write_study_reports(
         tracker.log_artifact(parent_run_id, folder / "summary.json")
     tracker.log_artifact(parent_run_id, report_path, "report")
     return report_path
-
-
-# --------------------------------------------------------------------------- evaluation
