@@ -197,10 +197,11 @@ def _summary_rows(
     wall = summary.get("wall_seconds")
     times = [f"study {_duration(span.total_seconds())}" if span else ""]
     times.append(f"this run {_duration(wall)}" if wall is not None else "")
-    model = summary.get("model") or attrs.get("model", "")
+    model = str(summary.get("model") or attrs.get("model", "")).upper()
+    dataset = summary.get("dataset")
     rows = [
         ["study", study.study_name],
-        ["model", f"{str(model).upper()} on {summary.get('dataset', '?')}"],
+        ["model", f"{model} on {dataset}" if dataset else model],
         [
             "objective",
             ", ".join(f"{n} ({d})" for n, d in zip(names, directions, strict=True))
@@ -215,8 +216,10 @@ def _summary_rows(
             + f" (trial {best.number})",
         ],
         ["time", ", ".join(t for t in times if t)],
-        ["sampler, pruner", f"{summary.get('sampler', '?')}, {summary.get('pruner', '?')}"],
     ]
+    # A summary read back from a storage (``rectune report``) lacks the run's options.
+    if summary.get("sampler"):
+        rows.append(["sampler, pruner", f"{summary['sampler']}, {summary.get('pruner')}"])
     if summary.get("parent_run_id"):
         rows.append(["MLflow parent run", summary["parent_run_id"]])
     return rows
