@@ -139,14 +139,16 @@ def test_rest_api_shows_the_pipeline_runs_metrics_and_artifacts(pipeline, tmp_pa
             return {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
 
         assert all(
-            "precision_at_10" in metrics(t)
+            "val_precision_at_10" in metrics(t)
             for t in roles["trial"]
             if t["tags"].get("state", "COMPLETE") == "COMPLETE"
         )
-        assert "best_precision_at_10" in metrics(roles["tuning-parent"][0])
-        assert "precision_at_10" in metrics(roles["training"][0])
+        assert "best_val_precision_at_10" in metrics(roles["tuning-parent"][0])
+        assert "test_precision_at_10" in metrics(roles["training"][0])
         evaluation = metrics(roles["evaluation"][0])
-        assert {"precision_at_5", "ndcg_at_10_ci_high", "popular.map_at_10"} <= set(evaluation)
+        assert {"test_precision_at_5", "test_ndcg_at_10_ci_high", "popular/test_map_at_10"} <= set(
+            evaluation
+        )
 
         def artifacts(run, path=None):
             query = {"run_id": run["info"]["run_id"], **({"path": path} if path else {})}
@@ -191,28 +193,53 @@ def rendered_dom(chromium, url, profile):
     return page.stdout
 
 
-@pytest.mark.ui
-def test_mlflow_ui_lists_the_runs_in_headless_chromium(pipeline, tmp_path):
-    """Opt-in (`pytest -m ui`): needs Debian's chromium (apt-get install chromium)."""
+def rows_in_order(page: str, names: set[str]) -> list[str]:
+    """The run names of the runs table's rows, top to bottom (ag-grid keeps each row's
+    place in ``row-index``, not in the DOM's order)."""
+    shown: dict[int, str] = {}
+    for index, body in re.findall(r'row-index="(\d+)"(.*?)(?=row-index="|$)', page, re.S):
+        found = [name for name in re.findall(r">([^<>]+)<", body) if name in names]
+        if found:
+            shown.setdefault(int(index), found[0])
+    return [shown[i] for i in sorted(shown)]
+
+
+def test_mlflow_ui_opens_the_runs_table_with_the_best_trial_first(pipeline, tmp_path):
+    """In headless Chromium (Debian's chromium; `.ci/run` installs it)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium first: apt-get install chromium chromium-driver"
+    _, first = pipeline
     with served(pipeline, tmp_path) as (url, experiment_id, runs):
-        evaluation = runs_by_role(runs["runs"])["evaluation"][0]["info"]["run_id"]
+        roles = runs_by_role(runs["runs"])
+        (best,) = [t for t in roles["trial"] if t["tags"].get("best_trial") == "true"]
+        names = {run["info"]["run_name"] for run in runs["runs"]}
 
-        # The runs page lists the pipeline run, with every stage's runs nested under it.
-        listing = rendered_dom(
-            chromium, f"{url}/#/experiments/{experiment_id}/runs", tmp_path / "profile-1"
+        # The address the tuning stage printed opens the runs table, sorted by the trials'
+        # objective: the best trial first, above the test-scored training and evaluation.
+        (page,) = re.findall(
+            r"then open http://127\.0\.0\.1:5000/(\S+)", first.stdout + first.stderr
         )
-        assert ">pipeline<" in listing
-        assert f"{N_TRIALS + 4} matching runs" in re.sub(r"<[^>]*>", "", listing)
+        assert page.startswith(f"#/experiments/{experiment_id}/runs?")
+        listing = rendered_dom(chromium, f"{url}/{page}", tmp_path / "profile-1")
+        assert "<title>Runs - Experiment" in listing
+        shown = rows_in_order(listing, names)
+        assert shown[0] == best["info"]["run_name"], shown
+        assert set(shown[:N_TRIALS]) == {t["info"]["run_name"] for t in roles["trial"]}
+        # Without the address's workflowType, MLflow 3.17 opens its GenAI overview.
+        overview = rendered_dom(
+            chromium, f"{url}/#/experiments/{experiment_id}", tmp_path / "profile-2"
+        )
+        assert "<title>Overview - Experiment" in overview
+
         # A stage's run page shows its metrics and links back to the pipeline run.
-        page = rendered_dom(
+        evaluation = roles["evaluation"][0]["info"]["run_id"]
+        run_page = rendered_dom(
             chromium,
-            f"{url}/#/experiments/{experiment_id}/runs/{evaluation}",
-            tmp_path / "profile-2",
+            f"{url}/#/experiments/{experiment_id}/runs/{evaluation}?workflowType=machine_learning",
+            tmp_path / "profile-3",
         )
-        for text in ("evaluate-als", "precision_at_10", "popular.map_at_10", "pipeline"):
-            assert text in page, f"{text} is not on the evaluation run's page"
+        for text in ("evaluate-als", "test_precision_at_10", "popular/test_map_at_10", "pipeline"):
+            assert text in run_page, f"{text} is not on the evaluation run's page"
 
 
 def test_a_second_mlflow_run_says_the_study_is_complete_and_keeps_its_parent(pipeline):

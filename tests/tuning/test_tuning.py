@@ -641,8 +641,15 @@ def test_default_tracking_store_is_mlflow_db_in_the_working_directory(tmp_path, 
     result = _tune_subprocess(tmp_path, synthetic_dataset.path.parent.parent, clean_env())
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlflow.db").is_file()
-    assert "see it with `mlflow ui`, then open http://127.0.0.1:5000" in result.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # The address opens the experiment's runs table (MLflow 3's UI opens its GenAI pages
+    # unless told), with the trials sorted best first.
+    experiment = client.get_experiment_by_name("rectune-als").experiment_id
+    assert (
+        "see it with `mlflow ui`, then open http://127.0.0.1:5000/#/experiments/"
+        f"{experiment}/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_precision_at_10%60&orderByAsc=false"
+    ) in result.stdout
     parent = client.search_runs(
         [client.get_experiment_by_name("rectune-als").experiment_id],
         filter_string="tags.role = 'tuning-parent'",

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import socket
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,16 +131,31 @@ class Tracker(RunLogging, RunLookup, ModelLogging):
             if key not in experiment.tags:
                 self.client.set_experiment_tag(experiment.experiment_id, key, value)
 
-    def ui_hint(self) -> str:
-        """How to look at this store's runs in a browser."""
+    def ui_hint(self, sort_by: str | None = None, descending: bool = True) -> str:
+        """How to look at this experiment's runs in a browser (sorted by the metric
+        ``sort_by`` when given)."""
         shown = redact_url(self.uri)
+        page = self.experiment_page(sort_by, descending)
         if self.uri.startswith(("http://", "https://")):
-            return f"open {shown} in a browser"
+            return f"open {shown.rstrip('/')}/{page}"
         if self.uri in (f"sqlite:///{Path.cwd() / 'mlflow.db'}", "sqlite:///mlflow.db"):
             command = "mlflow ui"
         else:
             command = f"mlflow ui --backend-store-uri '{shown}'"
-        return f"see it with `{command}`, then open http://127.0.0.1:5000"
+        return f"see it with `{command}`, then open http://127.0.0.1:5000/{page}"
+
+    def experiment_page(self, sort_by: str | None = None, descending: bool = True) -> str:
+        """The UI's address of this experiment's runs table, relative to the server.
+
+        MLflow 3.17's UI picks its GenAI or model-training pages from its own setting
+        (``workflowType``, GenAI unless the user switched), not from the experiment's
+        kind; the address names the model-training one, which opens on the runs table.
+        """
+        query = {"workflowType": "machine_learning"}
+        if sort_by:
+            query["orderByKey"] = f"metrics.`{sort_by}`"
+            query["orderByAsc"] = "false" if descending else "true"
+        return f"#/experiments/{self.experiment_id}/runs?{urllib.parse.urlencode(query)}"
 
     def start_stage_run(
         self,

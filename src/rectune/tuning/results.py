@@ -137,9 +137,16 @@ def finish_study(
         report_path=report_path,
         experiment_name=tracker.experiment_name,
         tracking_uri=redact_url(tracker.uri),
-        ui_hint=tracker.ui_hint(),
+        ui_hint=tracker.ui_hint(*_sort_key(config)),
         notes=notes,
     )
+
+
+def _sort_key(config: TuningConfig) -> tuple[str, bool]:
+    """The trials' metric that ranks them in the runs table, and whether descending."""
+    objective = config.resolved_objectives[0]
+    (name,) = trial_metrics({objective.name: 0.0})
+    return name, objective.direction == "maximize"
 
 
 def _log_counts(
