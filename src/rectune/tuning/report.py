@@ -42,7 +42,7 @@ from rectune.tuning.attributes import STUDY_ATTR
 _REPORT_MODULES = ("optuna.importance",)
 
 #: What each plot shows, in a line under its title.
-CAPTIONS = {
+_CAPTIONS = {
     "optimization_history": "Each trial's objective by trial number; the line is the best so far.",
     "slice": "The objective against each parameter (log axes where the search space is log).",
     "param_pairs": "Each point is a trial, coloured by its objective (yellow is better).",
@@ -268,7 +268,7 @@ def render_report(
 
     def plot(name: str) -> str:
         title = name.replace("_", " ")
-        caption = CAPTIONS.get(name, "")
+        caption = _CAPTIONS.get(name, "")
         return (
             f'<h3 id="{esc(name)}">{esc(title[:1].upper() + title[1:])}</h3>'
             + (f'<p class="caption">{esc(caption)}</p>' if caption else "")
