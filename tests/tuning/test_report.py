@@ -199,3 +199,23 @@ def test_figure_json_cannot_end_the_script_it_sits_in():
     figure = {"data": [{"type": "scatter", "name": "</script><!-- x"}], "layout": {}}
     text = figure_json(figure)
     assert "<" not in text and json.loads(text) == figure
+
+
+def test_a_multi_objective_study_draws_its_pareto_front():
+    go = pytest.importorskip("plotly.graph_objects")
+    study = optuna.create_study(study_name="two", directions=["maximize", "maximize"])
+    space = {"factors": IntDistribution(16, 256, log=True)}
+    for factors, values in ((16, [0.1, 0.9]), (64, [0.3, 0.5]), (128, [0.2, 0.4])):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=values, params={"factors": factors}, distributions=space
+            )
+        )
+    figures, skipped = study_figures(study, best=1)
+    front = {t["name"]: t for t in figures["pareto_front"]["data"]}
+    assert front["Pareto front"]["x"] == [0.1, 0.3] and front["dominated"]["x"] == [0.2]
+    assert "intermediate_values" not in figures and skipped == {
+        "param_pairs": "needs two searched parameters"
+    }
+    for figure in figures.values():
+        go.Figure(figure)
