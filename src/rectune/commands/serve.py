@@ -60,9 +60,7 @@ def serve_env() -> dict[str, str]:
     help="Any MLflow model URI instead [default: models:/rectune-MODEL@ALIAS].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True
-)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @version_option
 def main(model: str, alias: str, model_uri: str | None, host: str, port: int) -> None:
     """Serve a registered model on http://HOST:PORT/invocations until Ctrl-C.
@@ -70,8 +68,9 @@ def main(model: str, alias: str, model_uri: str | None, host: str, port: int) ->
     Runs `mlflow models serve -m models:/rectune-MODEL@ALIAS --env-manager local` with
     this Python's bin/ first on PATH (MLflow starts uvicorn from it). Ask it with, e.g.:
 
-    curl -s localhost:5001/invocations -H 'Content-Type: application/json'
-    -d '{"dataframe_records": [{"user_id": 1}], "params": {"k": 2}}'
+    \b
+    curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
+      -d '{"dataframe_records": [{"user_id": 1}], "params": {"k": 2}}'
     """
     uri = model_uri or f"models:/rectune-{model}@{alias}"
     click.echo(f"Serving {uri} on http://{host}:{port}/invocations (Ctrl-C stops it)", err=True)
