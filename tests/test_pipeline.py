@@ -1,5 +1,5 @@
 """The whole pipeline through `mlflow run . --env-manager local`, then read back through an
-MLflow server's REST API (and, with `-m ui`, its web UI in headless Chromium)."""
+MLflow server's REST API and its web UI in headless Chromium."""
 
 import contextlib
 import json

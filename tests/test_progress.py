@@ -166,3 +166,27 @@ def test_warnings_are_left_alone_without_a_bar(monkeypatch, enabled, terminal):
         with progress.lines_above_bars([], enabled=enabled):
             warnings.warn("recorded", UserWarning, stacklevel=1)
     assert [str(w.message) for w in recorded] == ["recorded"]
+
+
+def test_a_fit_shows_a_labelled_bar_of_its_iterations_on_a_terminal(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress.iteration_bar(12, "fitting als", enabled=True) as advance:
+        advance(1)
+        assert "fitting als:" in terminal.getvalue() and "/12 [" in terminal.getvalue()
+    monkeypatch.setattr(progress, "tqdm", RacyBar)
+    with progress.iteration_bar(12, "fitting als", enabled=True) as advance:
+        for done in range(1, 13):
+            advance(done)  # fit_model's callback: the count of iterations done
+    assert RacyBar.made[-1].n == 12
+    assert RacyBar.made[-1].options["disable"] is None  # shown on a terminal only
+
+
+def test_phases_without_a_bar_are_named_on_a_terminal_only(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    progress.phase("saving the model and logging it to MLflow", enabled=True)
+    assert sys.stderr.getvalue() == "saving the model and logging it to MLflow...\n"
+    for stream, enabled in ((Terminal(), False), (io.StringIO(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress.phase("logging", enabled=enabled)
+        assert stream.getvalue() == ""

@@ -1,5 +1,5 @@
-"""Progress bars: a tuning study's finished trials, users scored by an evaluation, and
-whether implicit should show its own bar of a fit's iterations.
+"""Progress bars: a tuning study's finished trials, a fit's iterations, users scored by
+an evaluation, and the phases of a stage that have no bar of their own.
 
 Every bar shows on a terminal only, so that logs and pipes get no bar updates; within
 :func:`lines_above_bars`, log lines and warnings print above a bar, not through it.
@@ -101,6 +101,29 @@ def fit_progress(enabled: bool) -> bool:
     """Whether to pass ``show_progress=True`` to implicit's fit: its bar of iterations
     writes to stderr whatever that is, so only when stderr is a terminal."""
     return enabled and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def iteration_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A bar of a fit's ``total`` iterations, labelled ``label`` (implicit's own bar has
+    no label); yields the ``callback`` of :func:`rectune.models.fit_model`, which gets the
+    1-based count of iterations done."""
+    with tqdm(
+        total=total, desc=label, unit="iteration", disable=None if enabled else True, leave=False
+    ) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done - bar.n)
+
+        yield advance
+
+
+def phase(label: str, enabled: bool) -> None:
+    """Say on a terminal what a stage does next, where no bar shows it (opening the
+    tracking store, logging a model): one line on stderr, ``label`` followed by "...".
+    """
+    if enabled and sys.stderr.isatty():
+        tqdm.write(f"{label}...", file=sys.stderr)
 
 
 @contextlib.contextmanager

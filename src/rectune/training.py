@@ -32,7 +32,7 @@ from rectune.models import (
     fit_model,
     validate_hyperparameters,
 )
-from rectune.progress import fit_progress, scoring_bar
+from rectune.progress import iteration_bar, phase, scoring_bar
 from rectune.recommender import write_model_folder
 from rectune.seeds import REPEAT, derived_seed
 from rectune.tracking import (
@@ -195,6 +195,7 @@ def train_model(config: TrainingConfig) -> TrainingResult:
     problem = writable_folder(config.models_dir)
     if problem is not None:
         raise ConfigError(f"cannot write the model to {config.models_dir}: {problem}")
+    phase(f"opening MLflow's tracking store for {config.model}", config.show_progress)
     tracker = Tracker(config.experiment_name, default=default_experiment(config.model))
     ended_dead_runs = tracker.end_dead_runs("training")
     fitted = _fit_and_score(config, inputs)
@@ -210,6 +211,7 @@ def train_model(config: TrainingConfig) -> TrainingResult:
         metadata = _metadata(config, inputs, fitted, run_id, tracker.experiment_name)
         model_dir = Path(config.models_dir) / config.model
         write_model_folder(model_dir, fitted.model, inputs.fit_on, inputs.dataset.path, metadata)
+        phase("saving the model and logging it to MLflow", config.show_progress)
         model_uri, version = _log_training(tracker, run_id, config, inputs, fitted, model_dir)
     return TrainingResult(
         params=inputs.params,
@@ -301,9 +303,16 @@ def _fit_and_score(config: TrainingConfig, inputs: _Inputs) -> _Fitted:
             device=config.device,
             seed=derived_seed(config.seed, REPEAT, repeat),
         )
-        started = time.perf_counter()
-        fit_model(model, inputs.fit_on, show_progress=fit_progress(config.show_progress))
-        fit_seconds += time.perf_counter() - started
+        label = f"fitting {config.model}"
+        if config.repeats > 1:
+            label += f" ({repeat + 1} of {config.repeats})"
+        iterations = int(
+            inputs.params.get("iterations", DEFAULT_HYPERPARAMETERS[config.model]["iterations"])
+        )
+        with iteration_bar(iterations, label, config.show_progress) as advance:
+            started = time.perf_counter()
+            fit_model(model, inputs.fit_on, callback=advance)
+            fit_seconds += time.perf_counter() - started
         with scoring_bar(
             len(evaluator.users), f"scoring {inputs.score_split}", config.show_progress
         ) as advance:
@@ -398,7 +407,8 @@ def _log_training(
     model_uri = tracker.log_recommender(
         run_id, model_dir, inputs.dataset.user_ids[:3].tolist(), config.k
     )
-    version = (
-        tracker.register(model_uri, config.register, config.alias) if config.register else None
-    )
+    version = None
+    if config.register:
+        phase(f"registering it as {config.register}", config.show_progress)
+        version = tracker.register(model_uri, config.register, config.alias)
     return model_uri, version

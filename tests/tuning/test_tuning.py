@@ -143,6 +143,8 @@ def test_every_trial_is_a_child_of_one_parent_with_its_metrics(tune, tmp_path):
         assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # optuna-dashboard names the objective after its metric, not "Objective 0".
+    assert result.study.metric_names == ["precision@10"]
     best = [r for r in runs if r.data.tags.get("best_trial") == "true"]
     assert len(best) == 1 and tags["best_run_id"] == best[0].info.run_id
     assert parent.data.metrics["best_val_precision_at_10"] == pytest.approx(result.study.best_value)

@@ -59,7 +59,7 @@ _EXPORTS = {
         "FANOVA_TREES import_behind importances render_report study_figures write_study_reports"
     ),
     "results": "finish_study TuningResult",
-    "runs": "join_study parent_key reconcile_noted reconcile_runs unrecorded_parent",
+    "runs": "join_study parent_key reconcile_noted reconcile_runs tuning_inputs unrecorded_parent",
     "samplers": "DistinctSampler FAILURES_TO_GIVE_UP make_sampler MAX_COMBINATIONS",
     "search_space": (
         "default_space_path load_search_space MAX_SPACE_BYTES parse_search_space SearchSpace "
@@ -73,7 +73,7 @@ _EXPORTS = {
     ),
     "study": "open_study repair_study run_tuning",
     "trial": "find_completed SurplusTrial TrialRunner",
-    "trial_run": "TrialRun",
+    "trial_run": "SPLIT TrialRun trial_metrics",
 }
 _EXPORTS_BY_MODULE = {module: tuple(names.split()) for module, names in _EXPORTS.items()}
 

@@ -247,11 +247,14 @@ def create_or_load_study(
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
     directions: list[str],
+    metric_names: list[str] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; refuse one made for something else.
 
     ``description`` (model, objectives, dataset fingerprint, ...) is stored with a new
     study; an existing study with a different one is refused, naming the difference.
+    ``metric_names`` name the objectives for Optuna's own tools (optuna-dashboard shows
+    ``precision@10``, not "Objective 0").
     """
     shown = redact_url(storage.url)
     try:
@@ -264,6 +267,8 @@ def create_or_load_study(
             load_if_exists=True,
         )
         existing = study.user_attrs.get(STUDY_ATTR)
+        if metric_names and study.metric_names != metric_names:
+            study.set_metric_names(metric_names)
         if existing is None:
             study.set_user_attr(
                 STUDY_ATTR,

@@ -106,6 +106,7 @@ def open_study(
             else make_pruner(config.pruner, max_iterations(space))
         ),
         directions=[o.direction for o in objectives],
+        metric_names=[o.name for o in objectives],
     )
 
 
