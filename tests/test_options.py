@@ -38,6 +38,7 @@ from rectune.commands import evaluate as evaluate_model
 from rectune.commands import split as split_data
 from rectune.commands import train as model_training
 from rectune.commands import tune as hyperparameter_tuning
+from rectune.training import DEFAULT_HYPERPARAMETERS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPROJECT = yaml.safe_load((ROOT / "MLproject").read_text())
@@ -49,7 +50,8 @@ SCRIPTS = {
     "src/evaluate_model.py": evaluate_model,
 }
 
-#: The option's flag value (``--hyperparameters`` alone) instead of its default.
+#: The option's flag value (``--hyperparameters`` alone: the tuned file in the default
+#: ``--models-dir``) instead of its default.
 FLAG_VALUE = object()
 
 #: (entry point or ``*`` for all, script, option name) -> (the value the script gets from
@@ -235,7 +237,7 @@ def test_parameter_default_is_the_option_default(entry, param, script, option, m
     if deliberate := different_default(entry, script, option.name):
         expected, why = deliberate
         if expected is FLAG_VALUE:
-            expected = cli_value(option, option.flag_value)
+            expected = DEFAULT_HYPERPARAMETERS_FILE  # what the flag stands for by default
         assert given == expected, f"{entry}: {param} is allowed to differ ({why}), as {expected}"
         assert given != default, f"{entry}: {param} now agrees; drop it from DIFFERENT_DEFAULTS"
     else:

@@ -66,6 +66,16 @@ def test_tuned_values_are_used_exactly(train, tmp_path, synthetic_dataset):
     assert f"precision@10   {direct['precision@10']:.4f}" in result.output
 
 
+def test_a_bare_hyperparameters_reads_the_tuned_file_in_models_dir(train, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "best_hyperparameters.json").write_text(json.dumps(TUNED))
+    result = train("--model", "als", "--hyperparameters")  # --models-dir tmp_path/models
+    assert result.exit_code == 0, result.output
+    meta, _ = saved(tmp_path)
+    assert meta["params_origin"] == str(tmp_path / "models" / "best_hyperparameters.json")
+    assert meta["params"]["factors"] == TUNED["als"]["factors"]
+
+
 def test_tune_mode_fits_train_val_and_scores_validation(train, tmp_path, synthetic_dataset):
     result = train("--model", "bpr", "--mode", "tune", "--hyperparameters", "tuned.json")
     assert result.exit_code == 0, result.output

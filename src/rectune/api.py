@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.config import DATA_DIR, MODELS_DIR, parse_ks
 from rectune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -60,13 +60,11 @@ def _data_dir(data_dir: str | Path | None) -> Path:
 
 def _ks(k: int | str | Sequence[int]) -> tuple[int, ...]:
     """``10``, ``"5,10,20"`` or ``[5, 10, 20]`` -> distinct list lengths, ascending."""
-    from rectune.cli import parse_k_list
-
     text = str(k) if isinstance(k, int | str) else ",".join(map(str, k))
     try:
-        return parse_k_list(text)
-    except Exception as err:  # click.BadParameter: the library raises its own errors
-        raise ConfigError(f"k {k!r}: {getattr(err, 'message', err)}") from None
+        return parse_ks(text)
+    except ConfigError as err:
+        raise ConfigError(f"k {k!r}: {err}") from None
 
 
 def _one_k(k: int | str | Sequence[int], instead: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from rectune import __version__
-from rectune.config import DATA_DIR, DEFAULT_SEED, MODELS_DIR
+from rectune.config import DATA_DIR, DEFAULT_SEED, MODELS_DIR, parse_ks
 from rectune.errors import RectuneError
 from rectune.urls import protect, redact_text
 
@@ -144,12 +144,9 @@ def parse_k_list(text: str) -> tuple[int, ...]:
         When a part is not a whole number, or none is given, or one is below 1.
     """
     try:
-        ks = {int(part) for part in str(text).split(",") if part.strip()}
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
-    if not ks or min(ks) < 1:
-        raise click.BadParameter(f"{text!r} needs one or more positive integers, e.g. 5,10,20")
-    return tuple(sorted(ks))
+        return parse_ks(text)
+    except RectuneError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 class KList(click.ParamType):

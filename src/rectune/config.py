@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rectune.errors import ConfigError
+
 _CHECKOUT = Path(__file__).resolve().parents[2]  # src/rectune/config.py -> the repository
 #: The repository root when rectune runs from its checkout (the scripts, or ``pip install
 #: -e .``); the current folder when it is installed as a package (``pip install .``),
@@ -17,6 +19,23 @@ PROCESSED_SUBDIR = "processed"
 
 DEFAULT_SEED = 42
 DEFAULT_DATASET = "synthetic"
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"5,10,20"`` -> ``(5, 10, 20)``: distinct positive list lengths, ascending.
+
+    Raises
+    ------
+    rectune.errors.ConfigError
+        When a part is not a whole number, or none is given, or one is below 1.
+    """
+    try:
+        ks = {int(part) for part in str(text).split(",") if part.strip()}
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a comma-separated list of integers") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"{text!r} needs one or more positive integers, e.g. 5,10,20")
+    return tuple(sorted(ks))
 
 
 def raw_dir(data_dir: Path = DATA_DIR) -> Path:

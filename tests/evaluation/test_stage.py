@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 import evaluate_model
+from rectune.config import parse_ks
 from rectune.data.build import SourceSpec, build_dataset
 from rectune.data.feedback import FeedbackConfig
 from rectune.data.splits import SplitConfig
@@ -19,7 +20,7 @@ from rectune.errors import ConfigError
 from rectune.evaluation import stage as evaluation
 from rectune.evaluation.baselines import popularity_factors, random_scorer
 from rectune.evaluation.evaluator import evaluate
-from rectune.evaluation.stage import EvaluationConfig, parse_ks, run_evaluation
+from rectune.evaluation.stage import EvaluationConfig, run_evaluation
 from rectune.evaluation.statistics import bootstrap_means, paired_comparison
 from rectune.recommender import Recommender
 from rectune.training import TrainingConfig, train_model

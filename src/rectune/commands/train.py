@@ -38,6 +38,9 @@ from rectune.training import (
 )
 from rectune.urls import redact_url
 
+#: What a bare ``--hyperparameters`` stands for: the tuned file in ``--models-dir``.
+TUNED_FILE = "MODELS_DIR/best_hyperparameters.json"
+
 
 @click.command(cls=RectuneCommand, context_settings=COMMAND_SETTINGS)
 @click.option("--model", type=click.Choice(MODEL_NAMES), required=True, help="Model to train.")
@@ -58,11 +61,11 @@ from rectune.urls import redact_url
     "--hyperparameters",
     "hyperparameters",
     is_flag=False,
-    flag_value=str(DEFAULT_HYPERPARAMETERS_FILE),
+    flag_value=TUNED_FILE,
     type=click.Path(path_type=Path),
     help="Use tuned parameters: alone, this model's entry of "
-    "models/best_hyperparameters.json; with a path, that file's. "
-    "Without it, rectune's defaults.",
+    "MODELS_DIR/best_hyperparameters.json (what tune wrote there); with a path, that "
+    "file's. Without it, rectune's defaults.",
 )
 @click.option(
     "--param",
@@ -131,6 +134,8 @@ def main(
     data_dir: Path,
 ) -> None:
     """Train MODEL on the dataset and save it to MODELS_DIR/MODEL/, logged to MLflow."""
+    if hyperparameters == Path(TUNED_FILE):
+        hyperparameters = Path(models_dir) / DEFAULT_HYPERPARAMETERS_FILE.name
     config = TrainingConfig(
         model=model,
         mode=mode,

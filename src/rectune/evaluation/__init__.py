@@ -32,7 +32,7 @@ _EXPORTS = {
     ),
     "stage": (
         "BASELINES DEFAULT_KS DEFAULTS_BASELINE MODEL EvaluationConfig EvaluationResult "
-        "check_fingerprint load_recommender parse_ks run_evaluation score_systems summarise"
+        "check_fingerprint load_recommender run_evaluation score_systems summarise"
     ),
     "statistics": (
         "Interval PairedComparison bootstrap_means mean_intervals paired_comparison "

@@ -50,17 +50,6 @@ BASELINES = ("popular", "random")
 DEFAULTS_BASELINE = "defaults"
 
 
-def parse_ks(text: str) -> tuple[int, ...]:
-    """``"5,10,20"`` -> ``(5, 10, 20)``: distinct positive list lengths, ascending."""
-    try:
-        ks = {int(part) for part in str(text).split(",") if part.strip()}
-    except ValueError as err:
-        raise ConfigError(f"--k {text!r} is not a comma-separated list of integers") from err
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"--k {text!r} needs one or more positive integers, e.g. 5,10,20")
-    return tuple(sorted(ks))
-
-
 @dataclass(frozen=True)
 class EvaluationConfig:
     """One evaluation; give exactly one of ``model_dir`` and ``run_id``."""
