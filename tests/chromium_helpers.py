@@ -37,6 +37,29 @@ def find_chromium() -> str:
     return found
 
 
+def rendered_dom(
+    url: str, profile: Path, size: tuple[int, int] = (1600, 1000), *, budget_ms: int = 20_000
+) -> str:
+    """The DOM of ``url`` after ``budget_ms`` of virtual time for its scripts (and the
+    requests they make), from headless Chromium with a fresh ``profile`` folder."""
+    page = subprocess.run(
+        [
+            find_chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert page.returncode == 0, page.stderr[-2000:]
+    return page.stdout
+
+
 def screenshot(
     url: str,
     png: Path,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from chromium_helpers import rendered_dom
 from mlflow_helpers import MLFLOW, clean_env, mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -166,33 +167,6 @@ def test_rest_api_shows_the_pipeline_runs_metrics_and_artifacts(pipeline, tmp_pa
         )
 
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1600,1000",
-    # Let the page's own requests finish before the DOM is dumped.
-    "--virtual-time-budget=20000",
-]
-
-
-def rendered_dom(chromium, url, profile):
-    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
-    page = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert page.returncode == 0, page.stderr[-2000:]
-    return page.stdout
-
-
 def rows_in_order(page: str, names: set[str]) -> list[str]:
     """The run names of the runs table's rows, top to bottom (ag-grid keeps each row's
     place in ``row-index``, not in the DOM's order)."""
@@ -206,8 +180,6 @@ def rows_in_order(page: str, names: set[str]) -> list[str]:
 
 def test_mlflow_ui_opens_the_runs_table_with_the_best_trial_first(pipeline, tmp_path):
     """In headless Chromium (Debian's chromium; `.ci/run` installs it)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "install Chromium first: apt-get install chromium chromium-driver"
     _, first = pipeline
     with served(pipeline, tmp_path) as (url, experiment_id, runs):
         roles = runs_by_role(runs["runs"])
@@ -220,21 +192,18 @@ def test_mlflow_ui_opens_the_runs_table_with_the_best_trial_first(pipeline, tmp_
             r"then open http://127\.0\.0\.1:5000/(\S+)", first.stdout + first.stderr
         )
         assert page.startswith(f"#/experiments/{experiment_id}/runs?")
-        listing = rendered_dom(chromium, f"{url}/{page}", tmp_path / "profile-1")
+        listing = rendered_dom(f"{url}/{page}", tmp_path / "profile-1")
         assert "<title>Runs - Experiment" in listing
         shown = rows_in_order(listing, names)
         assert shown[0] == best["info"]["run_name"], shown
         assert set(shown[:N_TRIALS]) == {t["info"]["run_name"] for t in roles["trial"]}
         # Without the address's workflowType, MLflow 3.17 opens its GenAI overview.
-        overview = rendered_dom(
-            chromium, f"{url}/#/experiments/{experiment_id}", tmp_path / "profile-2"
-        )
+        overview = rendered_dom(f"{url}/#/experiments/{experiment_id}", tmp_path / "profile-2")
         assert "<title>Overview - Experiment" in overview
 
         # A stage's run page shows its metrics and links back to the pipeline run.
         evaluation = roles["evaluation"][0]["info"]["run_id"]
         run_page = rendered_dom(
-            chromium,
             f"{url}/#/experiments/{experiment_id}/runs/{evaluation}?workflowType=machine_learning",
             tmp_path / "profile-3",
         )

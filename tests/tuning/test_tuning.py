@@ -671,7 +671,8 @@ def test_tuning_against_a_tracking_server(tmp_path, synthetic_dataset):
             work, synthetic_dataset.path.parent.parent, clean_env(MLFLOW_TRACKING_URI=url)
         )
         assert result.returncode == 0, result.stderr
-        assert f"open {url} in a browser" in result.stdout
+        assert f"open {url}/#/experiments/" in result.stdout
+        assert "ExperimentalWarning" not in result.stderr  # study.set_metric_names
         assert not (work / "mlruns").exists() and not (work / "mlflow.db").exists()
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("rectune-als").experiment_id

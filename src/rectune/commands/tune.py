@@ -350,7 +350,8 @@ def _print_best(result: TuningResult, config: TuningConfig) -> None:
         return
     values = ", ".join(f"{name} = {value:.4f}" for name, value in result.best_values.items())
     params = ", ".join(f"{name}={value}" for name, value in result.best_params.items())
-    click.echo(f"Best (trial {result.best_trial_number}): {values}")
+    # Validation scores run lower than the evaluation's test scores: say which these are.
+    click.echo(f"Best (trial {result.best_trial_number}), on validation: {values}")
     click.echo(f"  {params}")
     click.echo(f"Wrote the {config.model} entry of {config.output}")
 

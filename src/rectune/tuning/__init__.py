@@ -58,6 +58,7 @@ _EXPORTS = {
     "report": (
         "FANOVA_TREES import_behind importances render_report study_figures write_study_reports"
     ),
+    "rerender": "rerender_report study_summary",
     "results": "finish_study TuningResult",
     "runs": "join_study parent_key reconcile_noted reconcile_runs tuning_inputs unrecorded_parent",
     "samplers": "DistinctSampler FAILURES_TO_GIVE_UP make_sampler MAX_COMBINATIONS",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and editors
     from rectune.tuning.plan import *  # noqa: F403
     from rectune.tuning.pruners import *  # noqa: F403
     from rectune.tuning.report import *  # noqa: F403
+    from rectune.tuning.rerender import *  # noqa: F403
     from rectune.tuning.results import *  # noqa: F403
     from rectune.tuning.runs import *  # noqa: F403
     from rectune.tuning.samplers import *  # noqa: F403

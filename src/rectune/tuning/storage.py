@@ -268,7 +268,11 @@ def create_or_load_study(
         )
         existing = study.user_attrs.get(STUDY_ATTR)
         if metric_names and study.metric_names != metric_names:
-            study.set_metric_names(metric_names)
+            # Experimental in Optuna since 3.2 and unchanged since; its warning would
+            # reach every user of a new study.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(metric_names)
         if existing is None:
             study.set_user_attr(
                 STUDY_ATTR,
