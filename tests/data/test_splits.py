@@ -152,3 +152,33 @@ def test_holdout_mask_property(counts, fraction, seed):
         mine = users == user
         if mask[mine].any() and (~mask[mine]).any():
             assert key[mine & mask].min() > key[mine & ~mask].max()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    n_users=st.integers(1, 30),
+    n_items=st.integers(1, 40),
+    key_kind=st.sampled_from(["random", "coarse", "timestamps", "ints", "normal"]),
+    wide=st.sampled_from([0, 20, 44]),
+    grouped=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_holdout_order_is_the_three_key_lexsort(n, n_users, n_items, key_kind, wide, grouped, seed):
+    # The packed one-sort order must be the lexsort's permutation exactly, ties included
+    # (wide user or item indices force the inexact packing and its fallback).
+    from rectune.data.splits import _holdout_order
+
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n) << wide
+    users = np.sort(users) if grouped else users
+    items = rng.integers(0, n_items, n) << (wide // 2)
+    key = {
+        "random": lambda: rng.random(n),
+        "coarse": lambda: np.floor(rng.random(n) * 4) / 4,
+        "timestamps": lambda: rng.integers(-(2**40), 2**40, n).astype(np.float64),
+        "ints": lambda: rng.integers(0, 3, n),
+        "normal": lambda: rng.normal(size=n),
+    }[key_kind]()
+    expected = np.lexsort((-items.astype(np.int64), -key, users))
+    assert np.array_equal(_holdout_order(users, key, items), expected)

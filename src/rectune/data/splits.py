@@ -94,14 +94,85 @@ def holdout_mask(
     else:
         n_out = np.clip(np.floor(fraction * counts + 0.5).astype(np.int64), 1, counts - 1)
     n_out[counts < min_interactions] = 0
-    # Sort by user, then by descending key, then by descending item.
-    order = np.lexsort((-items.astype(np.int64), -order_key, users))
+    order = _holdout_order(users, order_key, items)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     sorted_users = users[order]
     rank = np.arange(len(users)) - starts[sorted_users]
     mask = np.zeros(len(users), dtype=bool)
     mask[order] = rank < n_out[sorted_users]
     return mask
+
+
+def _holdout_order(users: np.ndarray, key: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-items, -key, users))``: by user, then descending key, then
+    descending item, then position; computed with one sort of one int64 key where that
+    provably gives the same permutation, else with the lexsort itself.
+
+    A three-key lexsort of 20M interactions takes about 20 s. Packing (user, -key,
+    -item) into one integer gives the same order in one stable sort, which is fast when
+    users arrive grouped, as they do from :class:`~rectune.data.interactions.Interactions`.
+    Keys must be integers (timestamps) or multiples of 2**-53 in [0, 1) (what
+    ``Generator.random`` draws). Where the three do not fit in 63 bits, the key loses
+    its lowest bits and the item is left out: the order is then the same unless two
+    interactions of one user share the packed value, and in that case the lexsort runs.
+    """
+    users = np.asarray(users)
+    items = np.asarray(items)
+    key = np.asarray(key)
+    if len(users) == 0:
+        return np.lexsort((-items.astype(np.int64), -key, users))
+    packed = _packed_order_key(users, key, items)
+    if packed is not None:
+        int_key, exact = packed
+        order = np.argsort(int_key, kind="stable")
+        if exact:
+            return order
+        # Inexact packing: the order is the lexsort's only if the packed values are
+        # distinct within each user (the user is in their highest bits).
+        sorted_key = int_key[order]
+        if not np.any(sorted_key[1:] == sorted_key[:-1]):
+            return order
+    return np.lexsort((-items.astype(np.int64), -key, users))
+
+
+def _packed_order_key(
+    users: np.ndarray, key: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, bool] | None:
+    """One int64 per interaction ascending in (user, -key, -item), and whether it is
+    exact (else the key's lowest bits are dropped, and the item); ``None`` if the key
+    cannot be represented as an integer exactly."""
+    integral = np.issubdtype(users.dtype, np.integer) and np.issubdtype(items.dtype, np.integer)
+    if not integral or users.min() < 0 or items.min() < 0:
+        return None
+    # Bounds keep max - min within int64.
+    if np.issubdtype(key.dtype, np.integer):
+        if key.min() <= -(2**61) or key.max() >= 2**61:
+            return None
+        ints = key.astype(np.int64)
+    elif not np.issubdtype(key.dtype, np.floating) or not np.all(np.isfinite(key)):
+        return None
+    elif np.all(key == np.floor(key)) and np.abs(key).max() < 2**61:
+        ints = key.astype(np.int64)
+    elif key.min() >= 0 and key.max() < 1:
+        ints = key * 2.0**53  # exact: scaling by a power of two
+        if not np.all(ints == np.floor(ints)):
+            return None
+        ints = ints.astype(np.int64)
+    else:
+        return None
+    # Descending key as an ascending non-negative integer.
+    ints = int(ints.max()) - ints
+    user_bits = int(users.max()).bit_length()
+    key_bits = int(ints.max()).bit_length()
+    item_bits = int(items.max()).bit_length()
+    if user_bits + key_bits + item_bits <= 63:
+        high = users.astype(np.int64) << (key_bits + item_bits)
+        return high | (ints << item_bits) | (int(items.max()) - items.astype(np.int64)), True
+    if user_bits > 62:
+        return None
+    drop = max(0, user_bits + key_bits - 63)
+    kept_bits = key_bits - drop
+    return (users.astype(np.int64) << kept_bits) | (ints >> drop), False
 
 
 def _holdout(
@@ -167,6 +238,24 @@ def split_interactions(interactions: Interactions, config: SplitConfig) -> dict[
 
 
 def _to_csr(interactions: Interactions, mask: np.ndarray) -> sp.csr_matrix:
+    users = interactions.users[mask]
+    items = interactions.items[mask]
+    if len(users) < 2**31 and _sorted_distinct_pairs(users, items):
+        # Interactions come sorted by (user, item) without repeats, so the selection
+        # already is the CSR layout; building it through COO would sort 20M entries.
+        indptr = np.zeros(interactions.n_users + 1, dtype=np.int32)
+        np.cumsum(np.bincount(users, minlength=interactions.n_users), out=indptr[1:])
+        matrix = sp.csr_matrix(
+            (
+                interactions.values[mask].astype(np.float32, copy=False),
+                items.astype(np.int32, copy=False),
+                indptr,
+            ),
+            shape=(interactions.n_users, interactions.n_items),
+            copy=False,
+        )
+        matrix.has_sorted_indices = True
+        return matrix
     matrix = sp.csr_matrix(
         (interactions.values[mask], (interactions.users[mask], interactions.items[mask])),
         shape=(interactions.n_users, interactions.n_items),
@@ -177,6 +266,14 @@ def _to_csr(interactions: Interactions, mask: np.ndarray) -> sp.csr_matrix:
     matrix.indices = matrix.indices.astype(np.int32)
     matrix.indptr = matrix.indptr.astype(np.int32)
     return matrix
+
+
+def _sorted_distinct_pairs(users: np.ndarray, items: np.ndarray) -> bool:
+    """Whether (user, item) pairs are strictly increasing, users first."""
+    if len(users) < 2:
+        return True
+    next_user = users[1:] > users[:-1]
+    return bool(np.all(next_user | ((users[1:] == users[:-1]) & (items[1:] > items[:-1]))))
 
 
 def per_user_folds(
