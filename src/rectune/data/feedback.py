@@ -102,60 +102,136 @@ def to_implicit_feedback(
             "interaction with --weighting binary"
         )
 
-    merged = _merge_duplicates(frame)
-    stats["duplicate_pairs_merged"] = len(frame) - len(merged)
-    merged = _k_core(merged, config.min_user_interactions, config.min_item_interactions)
-    if merged.empty:
+    user_ids, user_codes = _index(frame[Columns.User])
+    item_ids, item_codes = _index(frame[Columns.Item])
+    ratings = frame[Columns.Rating].to_numpy() if has_rating else None
+    timestamps = frame[Columns.Timestamp].to_numpy() if Columns.Timestamp in frame else None
+    present = (user_codes >= 0) & (item_codes >= 0)
+    if not present.all():  # missing ids (unvalidated frames): dropped, as groupby did
+        user_codes, item_codes = user_codes[present], item_codes[present]
+        ratings = None if ratings is None else ratings[present]
+        timestamps = None if timestamps is None else timestamps[present]
+    pairs = _merge_duplicates(user_codes, item_codes, len(item_ids), ratings, timestamps)
+    stats["duplicate_pairs_merged"] = len(frame) - len(pairs.users)
+    keep = _k_core(
+        pairs.users,
+        pairs.items,
+        (len(user_ids), len(item_ids)),
+        (config.min_user_interactions, config.min_item_interactions),
+    )
+    if keep is not None:
+        pairs = pairs.take(keep)
+    if len(pairs.users) == 0:
         raise DataError(_nothing_left(source, config))
 
-    user_ids, users = _index(merged[Columns.User])
-    item_ids, items = _index(merged[Columns.Item])
-    order = np.lexsort((items, users))
+    user_ids, users = _compact(user_ids, pairs.users)
+    item_ids, items = _compact(item_ids, pairs.items)
+    n = len(users)
     values = {
-        "binary": np.ones(len(merged)),
-        "rating": merged[Columns.Rating].to_numpy() if has_rating else None,
-        "count": merged["count"].to_numpy(),
+        "binary": np.ones(n),
+        "rating": pairs.rating,
+        "count": pairs.count,
     }[config.weighting]
-    timestamps = (
-        merged[Columns.Timestamp].to_numpy(np.int64)[order] if Columns.Timestamp in merged else None
-    )
-    stats.update(interactions=len(merged), users=len(user_ids), items=len(item_ids))
+    stats.update(interactions=n, users=len(user_ids), items=len(item_ids))
+    # Pairs come out sorted by (user, item): compacting the codes keeps their order.
     return Interactions(
-        users=users[order].astype(np.int32),
-        items=items[order].astype(np.int32),
-        values=np.asarray(values, dtype=np.float32)[order],
-        timestamps=timestamps,
+        users=users.astype(np.int32),
+        items=items.astype(np.int32),
+        values=np.asarray(values, dtype=np.float32),
+        timestamps=None if pairs.timestamp is None else pairs.timestamp.astype(np.int64),
         user_ids=user_ids,
         item_ids=item_ids,
         stats=stats,
     )
 
 
-def _merge_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    aggregations = {"count": (Columns.User, "size")}
-    if Columns.Rating in frame:
-        aggregations[Columns.Rating] = (Columns.Rating, "max")
-    if Columns.Timestamp in frame:
-        aggregations[Columns.Timestamp] = (Columns.Timestamp, "max")
-    return frame.groupby([Columns.User, Columns.Item], sort=False, as_index=False).agg(
-        **aggregations
+@dataclass(frozen=True)
+class _Pairs:
+    """Distinct (user, item) pairs as codes, sorted by user then item, with the number
+    of events, the highest rating and the latest timestamp of each."""
+
+    users: np.ndarray
+    items: np.ndarray
+    count: np.ndarray
+    rating: np.ndarray | None
+    timestamp: np.ndarray | None
+
+    def take(self, index: np.ndarray) -> _Pairs:
+        return _Pairs(
+            *(
+                None if a is None else a[index]
+                for a in (self.users, self.items, self.count, self.rating, self.timestamp)
+            )
+        )
+
+
+def _merge_duplicates(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_items: int,
+    ratings: np.ndarray | None,
+    timestamps: np.ndarray | None,
+) -> _Pairs:
+    """Merge events of one (user, item) pair: one sort by pair, then reductions over the
+    runs of equal pairs (order-free, so the result does not depend on the sort)."""
+    if len(users) and int(users.max()) * n_items + n_items < 2**63:
+        key = users.astype(np.int64) * n_items + items
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        new_pair = key[1:] != key[:-1]
+    else:
+        order = np.lexsort((items, users))
+        new_pair = (users[order][1:] != users[order][:-1]) | (items[order][1:] != items[order][:-1])
+    starts = np.flatnonzero(np.concatenate(([True], new_pair)))
+    unique = len(starts) == len(users)
+    first = order[starts]
+
+    def highest(values: np.ndarray | None, maximum: np.ufunc) -> np.ndarray | None:
+        if values is None:
+            return None
+        if unique:
+            return values[first]
+        return maximum.reduceat(values[order], starts)
+
+    return _Pairs(
+        users=users[first],
+        items=items[first],
+        count=np.diff(np.append(starts, len(users))),
+        # fmax skips NaN, as pandas' max did.
+        rating=highest(ratings, np.fmax),
+        timestamp=highest(timestamps, np.maximum),
     )
 
 
-def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
-    while not frame.empty:
-        user_counts = frame[Columns.User].map(frame[Columns.User].value_counts())
-        item_counts = frame[Columns.Item].map(frame[Columns.Item].value_counts())
-        keep = (user_counts >= min_user) & (item_counts >= min_item)
+def _k_core(
+    users: np.ndarray, items: np.ndarray, sizes: tuple[int, int], minima: tuple[int, int]
+) -> np.ndarray | None:
+    """Index of the pairs in the k-core: drop users and items below their minimum count,
+    all at once, and repeat until none is dropped. ``None`` when the minima are 1."""
+    if minima == (1, 1):
+        return None
+    index = np.arange(len(users))
+    while len(index):
+        u, i = users[index], items[index]
+        keep = (np.bincount(u, minlength=sizes[0])[u] >= minima[0]) & (
+            np.bincount(i, minlength=sizes[1])[i] >= minima[1]
+        )
         if keep.all():
             break
-        frame = frame[keep]
-    return frame
+        index = index[keep]
+    return index
 
 
 def _index(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(ids, sort=True)
     return np.asarray(uniques), codes
+
+
+def _compact(ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids still used and codes renumbered over them, keeping their order."""
+    present = np.zeros(len(ids), dtype=bool)
+    present[codes] = True
+    return ids[present], (np.cumsum(present) - 1)[codes]
 
 
 def _nothing_left(source: str, config: FeedbackConfig) -> str:
