@@ -175,3 +175,19 @@ def test_bad_synthetic_config_is_rejected(kwargs):
 def test_synthetic_small_shapes_fill_exactly():
     frame = generate_interactions(SyntheticConfig(n_users=5, n_items=4, n_interactions=20))
     assert len(frame) == 20 and not frame.duplicated(["user_id", "item_id"]).any()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SyntheticConfig(),
+        SyntheticConfig(n_users=1000, n_items=50, n_interactions=40_000, seed=3),
+        SyntheticConfig(n_users=513, n_items=30, n_interactions=600, seed=9),
+    ],
+)
+def test_synthetic_blocks_drawn_in_threads_are_the_one_thread_draws(config):
+    # Each thread starts its blocks where the one stream has got to, so the frame (and
+    # every draw after the blocks) is the same whatever the number of threads.
+    one = generate_interactions(config, workers=1)
+    for workers in (2, 3):
+        pd.testing.assert_frame_equal(generate_interactions(config, workers=workers), one)

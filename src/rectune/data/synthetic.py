@@ -17,6 +17,9 @@ months like the original's.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -60,11 +63,13 @@ class SyntheticConfig:
 
 
 def generate_interactions(
-    config: SyntheticConfig = SyntheticConfig(), block_size: int = 512
+    config: SyntheticConfig = SyntheticConfig(), block_size: int = 512, workers: int | None = None
 ) -> pd.DataFrame:
     """Generate the dataset as a frame of user_id, item_id, rating, timestamp.
 
-    The same config always gives the same frame. Ids start at 1, as in MovieLens.
+    The same config always gives the same frame, whatever ``block_size`` and ``workers``
+    (threads drawing blocks of users at once; default: one per CPU). Ids start at 1, as
+    in MovieLens.
     """
     rng = np.random.default_rng(config.seed)
     scale = config.n_factors**-0.25  # so that <p_u, q_i> has unit variance
@@ -74,15 +79,13 @@ def generate_interactions(
     log_popularity = (-config.popularity_exponent * np.log(popularity_rank)).astype(np.float32)
     counts = _user_counts(config, rng)
 
-    users, items, affinity = [], [], []
-    starts = range(0, config.n_users, block_size)
-    for start in tqdm(starts, desc="generating", unit="block", disable=None, leave=False):
+    def block(start: int, generator: np.random.Generator) -> tuple[np.ndarray, ...]:
         stop = min(start + block_size, config.n_users)
         block_affinity = user_taste[start:stop] @ item_taste.T
         # Gumbel top-k: the k largest of logits + Gumbel noise are a sample of k items
         # without replacement with probabilities proportional to exp(logits).
         keys = config.signal * block_affinity + log_popularity
-        keys += rng.gumbel(size=keys.shape).astype(np.float32)
+        keys += generator.gumbel(size=keys.shape).astype(np.float32)
         block_counts = counts[start:stop]
         k_max = int(block_counts.max())
         if k_max < config.n_items:
@@ -93,13 +96,17 @@ def generate_interactions(
         top = np.take_along_axis(top, np.argsort(-top_keys, axis=1, kind="stable"), axis=1)
         chosen = np.arange(k_max) < block_counts[:, None]
         rows = np.nonzero(chosen)[0]
-        users.append(rows + start)
-        items.append(top[chosen])
-        affinity.append(block_affinity[rows, top[chosen]])
+        return rows + start, top[chosen], block_affinity[rows, top[chosen]]
 
-    users = np.concatenate(users)
-    items = np.concatenate(items)
-    affinity = np.concatenate(affinity)
+    starts = range(0, config.n_users, block_size)
+    workers = workers or len(os.sched_getaffinity(0))
+    parts = _draw_blocks_in_threads(rng, starts, block, block_size, config, workers)
+    if parts is None:  # one thread, as the stream is drawn: block after block
+        parts = [
+            block(start, rng)
+            for start in tqdm(starts, desc="generating", unit="block", disable=None, leave=False)
+        ]
+    users, items, affinity = (np.concatenate(column) for column in zip(*parts, strict=True))
     noise = rng.normal(0.0, 0.8, len(users))
     ratings = np.clip(np.rint(3.5 + affinity / affinity.std() + noise), 1, 5)
     timestamps = _FIRST_TIMESTAMP + rng.integers(0, _SPAN_SECONDS, len(users))
@@ -111,6 +118,62 @@ def generate_interactions(
             Columns.Timestamp: timestamps.astype(np.int64),
         }
     )
+
+
+def _draw_blocks_in_threads(
+    rng: np.random.Generator,
+    starts: range,
+    block: Callable[[int, np.random.Generator], tuple[np.ndarray, ...]],
+    block_size: int,
+    config: SyntheticConfig,
+    workers: int,
+) -> list[tuple[np.ndarray, ...]] | None:
+    """The blocks drawn by ``workers`` threads from the very numbers one thread draws.
+
+    A block of ``m`` cells draws ``m`` Gumbel numbers, each one 64-bit output of the bit
+    generator (numpy redraws only a uniform of exactly 0.0, about once in 2**53), so block ``b``
+    starts where the stream is advanced by the cells before it. Each thread gets a copy
+    of the generator advanced there; a block that does not end exactly where the next
+    begins means a redraw happened, and then ``None`` sends the caller to the plain
+    loop. On success ``rng`` is left where the plain loop would leave it.
+    """
+    bit_generator = rng.bit_generator
+    if workers < 2 or len(starts) < 2 or not hasattr(bit_generator, "advance"):
+        return None
+    initial = bit_generator.state
+    cells = [(min(start + block_size, config.n_users) - start) * config.n_items for start in starts]
+    offsets = np.concatenate(([0], np.cumsum(cells))).tolist()
+
+    def state_at(offset: int) -> dict:
+        copy = type(bit_generator)()
+        copy.state = initial
+        copy.advance(offset)
+        # advance() drops the buffered 32-bit half-draw; Gumbel draws never touch it,
+        # so the plain loop ends with the one it started with.
+        return {**copy.state, "has_uint32": initial["has_uint32"], "uinteger": initial["uinteger"]}
+
+    def run(index: int) -> tuple[tuple[np.ndarray, ...], bool]:
+        copy = type(bit_generator)()
+        copy.state = state_at(offsets[index])
+        part = block(starts[index], np.random.Generator(copy))
+        return part, copy.state == state_at(offsets[index + 1])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(
+            tqdm(
+                pool.map(run, range(len(starts))),
+                total=len(starts),
+                desc="generating",
+                unit="block",
+                disable=None,
+                leave=False,
+            )
+        )
+    if not all(exact for _, exact in results):
+        bit_generator.state = initial
+        return None
+    bit_generator.state = state_at(offsets[-1])
+    return [part for part, _ in results]
 
 
 def _user_counts(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
