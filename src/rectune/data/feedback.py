@@ -182,9 +182,14 @@ def _merge_duplicates(
     else:
         order = np.lexsort((items, users))
         new_pair = (users[order][1:] != users[order][:-1]) | (items[order][1:] != items[order][:-1])
-    starts = np.flatnonzero(np.concatenate(([True], new_pair)))
-    unique = len(starts) == len(users)
-    first = order[starts]
+    # Usually every pair is distinct; then the runs are the sorted events themselves.
+    unique = not len(users) or int(np.count_nonzero(new_pair)) == len(users) - 1
+    if unique:
+        first, count = order, np.ones(len(users), dtype=np.int64)
+    else:
+        starts = np.flatnonzero(np.concatenate(([True], new_pair)))
+        first, count = order[starts], np.diff(np.append(starts, len(users)))
+    del new_pair
 
     def highest(values: np.ndarray | None, maximum: np.ufunc) -> np.ndarray | None:
         if values is None:
@@ -196,7 +201,7 @@ def _merge_duplicates(
     return _Pairs(
         users=users[first],
         items=items[first],
-        count=np.diff(np.append(starts, len(users))),
+        count=count,
         # fmax skips NaN, as pandas' max did.
         rating=highest(ratings, np.fmax),
         timestamp=highest(timestamps, np.maximum),
@@ -224,7 +229,8 @@ def _k_core(
 
 def _index(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(ids, sort=True)
-    return np.asarray(uniques), codes
+    # int32 codes halve the memory of the steps that follow; -1 marks a missing id.
+    return np.asarray(uniques), codes.astype(np.int32 if len(uniques) < 2**31 else np.int64)
 
 
 def _compact(ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
