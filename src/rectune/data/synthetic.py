@@ -84,16 +84,19 @@ def generate_interactions(
         block_affinity = user_taste[start:stop] @ item_taste.T
         # Gumbel top-k: the k largest of logits + Gumbel noise are a sample of k items
         # without replacement with probabilities proportional to exp(logits).
-        keys = config.signal * block_affinity + log_popularity
+        keys = config.signal * block_affinity
+        keys += log_popularity
         keys += generator.gumbel(size=keys.shape).astype(np.float32)
+        # Negated in place (exact), to find the largest keys without another copy.
+        negated = np.negative(keys, out=keys)
         block_counts = counts[start:stop]
         k_max = int(block_counts.max())
         if k_max < config.n_items:
-            top = np.argpartition(-keys, k_max - 1, axis=1)[:, :k_max]
+            top = np.argpartition(negated, k_max - 1, axis=1)[:, :k_max]
         else:
             top = np.broadcast_to(np.arange(config.n_items), keys.shape)
-        top_keys = np.take_along_axis(keys, top, axis=1)
-        top = np.take_along_axis(top, np.argsort(-top_keys, axis=1, kind="stable"), axis=1)
+        top_negated = np.take_along_axis(negated, top, axis=1)
+        top = np.take_along_axis(top, np.argsort(top_negated, axis=1, kind="stable"), axis=1)
         chosen = np.arange(k_max) < block_counts[:, None]
         rows = np.nonzero(chosen)[0]
         return rows + start, top[chosen], block_affinity[rows, top[chosen]]
