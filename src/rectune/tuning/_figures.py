@@ -282,9 +282,12 @@ def searched(study: optuna.Study) -> dict[str, BaseDistribution]:
     return space
 
 
-def slices(study: optuna.Study, target: str, best: int | None) -> dict[str, Any]:
-    """The objective against each parameter, a subplot per parameter."""
+def slices(study: optuna.Study, target: str, best: int | None) -> dict[str, Any] | None:
+    """The objective against each parameter, a subplot per parameter; ``None`` when no
+    parameter is searched (a one-point space)."""
     space, trials = searched(study), plotted_trials(study)
+    if not space:
+        return None
     cols = min(len(space), 4)
     data: list[dict[str, Any]] = []
     layout = _layout("Objective by parameter", height=320 * math.ceil(len(space) / cols) + 80)

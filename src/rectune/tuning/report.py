@@ -129,6 +129,7 @@ def study_figures(
         figure = build()
         if figure is None:
             skipped[name] = {
+                "slice": "no parameter is searched",
                 "param_pairs": "needs two searched parameters",
                 "intermediate_values": "no trial reported intermediate values",
                 "param_importances": "no importance method ran",
