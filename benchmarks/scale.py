@@ -21,7 +21,8 @@ sqrt(N/20), so the density stays that of MovieLens-20M; 20m is exactly its shape
 data is written to a CSV file (untimed), split in a process of its own that times
 ``build_dataset``'s phases (read, implicit feedback, split, write) and reports its peak
 RSS, and then one trial is run on that split, with all validation users and with
-``--eval-users 10000``, its fit and evaluation seconds read from the study. A
+``--eval-users 10000``, fitted to its whole budget (``--patience 0``: 15 iterations,
+scored at all 10 checkpoints), its fit and evaluation seconds read from the study. A
 least-squares line per phase (seconds = a + b x millions of interactions) ends the
 output. About 11 minutes for 1m,5m,10m,20m on 2 cores.
 
@@ -197,6 +198,10 @@ def sweep(sizes: list[str], folder: Path, env: dict[str, str], tune: list[str]) 
                 study,
                 "--output",
                 str(folder / size / f"{label}.json"),
+                # The whole budget at every size (15 iterations, 10 checkpoints): early
+                # stopping would stop each size at a different count.
+                "--patience",
+                "0",
                 *extra,
             ]
             trial = run_measured(args, env)
@@ -235,7 +240,8 @@ def sweep(sizes: list[str], folder: Path, env: dict[str, str], tune: list[str]) 
     "MovieLens-20M scaled by N/20 (users and items each by sqrt(N/20), so the density "
     "stays the same). Times read, filter, split and write of a CSV file of that size "
     "(one process per size, with its peak RSS) and one trial, with all validation users "
-    "and with --eval-users 10000, then fits seconds = a + b * millions per phase. "
+    "and with --eval-users 10000 (no early stopping), then fits seconds = a + b * "
+    "millions per phase. "
     "--shape, --csv and --split-only do not apply.",
 )
 @json_option
