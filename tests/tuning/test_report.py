@@ -219,3 +219,13 @@ def test_a_multi_objective_study_draws_its_pareto_front():
     }
     for figure in figures.values():
         go.Figure(figure)
+
+
+def test_a_one_point_space_skips_the_slice_plot_and_still_draws_the_history():
+    """No parameter searched (benchmarks/scale.py's one-point space): no slice plot,
+    and no division by zero laying out its subplots."""
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: 0.5, n_trials=2)
+    figures, skipped = study_figures(study)
+    assert "optimization_history" in figures
+    assert skipped["slice"] == "no parameter is searched"
