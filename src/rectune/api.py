@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rectune.config import DATA_DIR, MODELS_DIR, parse_ks
+from rectune.config import (
+    MODELS_DIR,
+    best_parameters_path,
+    default_data_dir,
+    default_reports_dir,
+    parse_ks,
+)
 from rectune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,8 +59,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _data_dir(data_dir: str | Path | None) -> Path:
-    """``data_dir``, else ``$RECTUNE_DATA_DIR``, else ``data/``: the ``--data-dir`` default."""
-    return Path(data_dir or os.environ.get("RECTUNE_DATA_DIR") or DATA_DIR)
+    """``data_dir``, else the ``--data-dir`` default (``$RECTUNE_DATA_DIR`` or ``data/``)."""
+    return Path(data_dir) if data_dir else default_data_dir()
 
 
 def _ks(k: int | str | Sequence[int]) -> tuple[int, ...]:
@@ -243,7 +248,7 @@ def tune(
         ``best_params``, ``best_values`` (``{"precision@10": ...}``), ``best_trial_number``,
         ``counts``, ``study`` (the Optuna study), ``parent_run_id``, ``report_path``, ...
     """
-    from rectune.tuning.plan import BEST_PARAMETERS_FILE, TuningConfig, parse_objectives
+    from rectune.tuning.plan import TuningConfig, parse_objectives
     from rectune.tuning.study import run_tuning
 
     if isinstance(objectives, str):
@@ -257,7 +262,7 @@ def tune(
         k=_one_k(k, "optimise several with objectives='precision@5,precision@10'"),
         metric=metric,
         objectives=tuple(objectives or ()),
-        output=Path(output or Path(models_dir or MODELS_DIR) / BEST_PARAMETERS_FILE),
+        output=Path(output) if output else best_parameters_path(Path(models_dir or MODELS_DIR)),
         reports_dir=Path(reports_dir) if reports_dir else None,
         data_dir=_data_dir(data_dir),
         seed=seed,
@@ -313,19 +318,10 @@ def train(
         ``params``, ``metrics`` (``{"precision@10": ...}``), ``model_dir``, ``run_id``,
         ``model_uri``, ``registered_version``, ...
     """
-    from rectune.training import (
-        DEFAULT_HYPERPARAMETERS_FILE,
-        TrainingConfig,
-        parse_overrides,
-        train_model,
-    )
+    from rectune.training import TrainingConfig, parse_overrides, train_model
 
     if hyperparameters is True:  # the file tune(models_dir=...) writes
-        hyperparameters = (
-            Path(models_dir) / DEFAULT_HYPERPARAMETERS_FILE.name
-            if models_dir
-            else DEFAULT_HYPERPARAMETERS_FILE
-        )
+        hyperparameters = best_parameters_path(Path(models_dir or MODELS_DIR))
     elif hyperparameters is False:
         hyperparameters = None
     if param is None:
@@ -404,7 +400,7 @@ def evaluate(
         run_id=run_id,
         dataset=dataset,
         ks=_ks(k),
-        reports_dir=Path(reports_dir or models / "reports"),
+        reports_dir=Path(reports_dir) if reports_dir else default_reports_dir(models),
         data_dir=_data_dir(data_dir),
         seed=seed,
         show_progress=progress,

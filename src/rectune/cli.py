@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from rectune import __version__
-from rectune.config import DATA_DIR, DEFAULT_SEED, MODELS_DIR, parse_ks
+from rectune.config import DEFAULT_SEED, MODELS_DIR, default_data_dir, parse_ks
 from rectune.errors import RectuneError
 from rectune.urls import protect, redact_text
 
@@ -94,7 +94,7 @@ def data_dir_option(func: Any) -> Any:
     return click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        default=lambda: os.environ.get("RECTUNE_DATA_DIR", str(DATA_DIR)),
+        default=lambda: str(default_data_dir()),
         show_default="data/ in the project (or $RECTUNE_DATA_DIR)",
         help="Root of raw/ (downloads) and processed/ (split datasets).",
     )(func)
@@ -135,20 +135,6 @@ def reports_dir_option(help: str) -> Any:
     )
 
 
-def parse_k_list(text: str) -> tuple[int, ...]:
-    """``"5,10,20"`` -> ``(5, 10, 20)``: distinct positive list lengths, ascending.
-
-    Raises
-    ------
-    click.BadParameter
-        When a part is not a whole number, or none is given, or one is below 1.
-    """
-    try:
-        return parse_ks(text)
-    except RectuneError as err:
-        raise click.BadParameter(str(err)) from None
-
-
 class KList(click.ParamType):
     """``--k K[,K...]``: one or more list lengths, comma-separated (a tuple, ascending)."""
 
@@ -158,9 +144,9 @@ class KList(click.ParamType):
         if isinstance(value, tuple):
             return value
         try:
-            return parse_k_list(value)
-        except click.BadParameter as err:
-            self.fail(err.message, param, ctx)
+            return parse_ks(value)
+        except RectuneError as err:
+            self.fail(str(err), param, ctx)
 
 
 class OneK(click.IntRange):
@@ -176,9 +162,9 @@ class OneK(click.IntRange):
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         if isinstance(value, str) and "," in value:
             try:
-                ks = parse_k_list(value)
-            except click.BadParameter as err:
-                self.fail(err.message, param, ctx)
+                ks = parse_ks(value)
+            except RectuneError as err:
+                self.fail(str(err), param, ctx)
             if len(ks) > 1:
                 self.fail(f"{value!r}: this stage scores one K: {self.instead}", param, ctx)
             value = ks[0]

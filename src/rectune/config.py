@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rectune.errors import ConfigError
@@ -16,6 +17,12 @@ MODELS_DIR = PROJECT_ROOT / "models"
 
 RAW_SUBDIR = "raw"
 PROCESSED_SUBDIR = "processed"
+REPORTS_SUBDIR = "reports"
+REPORTS_DIR = MODELS_DIR / REPORTS_SUBDIR
+#: The tuned parameters' file in the models folder (tune writes it, train reads it).
+BEST_PARAMETERS_FILE = "best_hyperparameters.json"
+#: Moves ``data/`` for every stage (the ``--data-dir`` default).
+DATA_DIR_ENV = "RECTUNE_DATA_DIR"
 
 DEFAULT_SEED = 42
 DEFAULT_DATASET = "synthetic"
@@ -36,6 +43,22 @@ def parse_ks(text: str) -> tuple[int, ...]:
     if not ks or min(ks) < 1:
         raise ConfigError(f"{text!r} needs one or more positive integers, e.g. 5,10,20")
     return tuple(sorted(ks))
+
+
+def default_data_dir() -> Path:
+    """The ``--data-dir`` default: ``$RECTUNE_DATA_DIR`` when set, else ``data/``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DATA_DIR)
+
+
+def best_parameters_path(models_dir: Path = MODELS_DIR) -> Path:
+    """The tuned parameters' file in ``models_dir``: tune's ``--output`` and train's bare
+    ``--hyperparameters`` by default."""
+    return Path(models_dir) / BEST_PARAMETERS_FILE
+
+
+def default_reports_dir(models_dir: Path = MODELS_DIR) -> Path:
+    """Where a stage's reports go by default: ``reports/`` in the models folder."""
+    return Path(models_dir) / REPORTS_SUBDIR
 
 
 def raw_dir(data_dir: Path = DATA_DIR) -> Path:

@@ -21,7 +21,7 @@ import yaml
 
 from rectune import __version__
 from rectune._io import writable_folder
-from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.config import DATA_DIR, MODELS_DIR, best_parameters_path
 from rectune.data.store import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.errors import ConfigError
 from rectune.evaluation.evaluator import Evaluator
@@ -49,7 +49,7 @@ Mode = Literal["tune", "final"]
 #: How a tuned BPR's epochs carry over to a fit on other data (``--final-epochs-from``).
 EpochsFrom = Literal["steps", "epochs"]
 EPOCHS_FROM: tuple[str, ...] = get_args(EpochsFrom)
-DEFAULT_HYPERPARAMETERS_FILE = MODELS_DIR / "best_hyperparameters.json"
+DEFAULT_HYPERPARAMETERS_FILE = best_parameters_path()
 #: The alias ``--register`` points at the new version unless told otherwise.
 DEFAULT_ALIAS = "champion"
 

@@ -26,6 +26,7 @@ from rectune.cli import (
     seed_option,
     version_option,
 )
+from rectune.config import default_reports_dir
 from rectune.evaluation.report import evaluation_tables
 from rectune.evaluation.stage import (
     DEFAULT_KS,
@@ -131,7 +132,7 @@ def main(
         confidence=confidence,
         seed=seed,
         device=device,
-        reports_dir=reports_dir or Path(models_dir) / "reports",
+        reports_dir=reports_dir or default_reports_dir(models_dir),
         experiment_name=experiment_name,
         show_progress=progress,
     )

@@ -25,11 +25,11 @@ from rectune.cli import (
     seed_option,
     version_option,
 )
+from rectune.config import best_parameters_path
 from rectune.data.store import MODE_SPLITS
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.training import (
     DEFAULT_ALIAS,
-    DEFAULT_HYPERPARAMETERS_FILE,
     EPOCHS_FROM,
     TrainingConfig,
     TrainingResult,
@@ -135,7 +135,7 @@ def main(
 ) -> None:
     """Train MODEL on the dataset and save it to MODELS_DIR/MODEL/, logged to MLflow."""
     if hyperparameters == Path(TUNED_FILE):
-        hyperparameters = Path(models_dir) / DEFAULT_HYPERPARAMETERS_FILE.name
+        hyperparameters = best_parameters_path(models_dir)
     config = TrainingConfig(
         model=model,
         mode=mode,

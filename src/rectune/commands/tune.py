@@ -30,12 +30,12 @@ from rectune.cli import (
     seed_option,
     version_option,
 )
+from rectune.config import best_parameters_path
 from rectune.models import DEVICES, MODEL_NAMES
 from rectune.progress import lines_above_bars
 from rectune.tuning.checkpoints import DEFAULT_CHECKPOINTS, DEFAULT_PATIENCE
 from rectune.tuning.heartbeats import DEFAULT_HEARTBEAT, GRACE_FACTOR
 from rectune.tuning.plan import (
-    BEST_PARAMETERS_FILE,
     SAMPLERS,
     TUNING_METRICS,
     TuningConfig,
@@ -275,7 +275,7 @@ def main(
     config = TuningConfig(
         objectives=parse_objectives(objectives) if objectives else (),
         show_progress=progress,
-        output=output or Path(models_dir) / BEST_PARAMETERS_FILE,
+        output=output or best_parameters_path(models_dir),
         **options,
     )
     if repair:

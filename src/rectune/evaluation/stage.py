@@ -23,7 +23,7 @@ import numpy as np
 
 from rectune import __version__
 from rectune._io import writable_folder
-from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.config import DATA_DIR, REPORTS_DIR
 from rectune.data.store import MODE_SPLITS, SplitDataset, load_dataset
 from rectune.errors import ConfigError
 from rectune.evaluation.baselines import popularity_factors, random_scorer
@@ -64,7 +64,7 @@ class EvaluationConfig:
     confidence: float = 0.95
     seed: int = 42
     device: str = "auto"
-    reports_dir: Path = MODELS_DIR / "reports"
+    reports_dir: Path = REPORTS_DIR
     experiment_name: str | None = None
     #: Progress bars of the users scored, per system (on a terminal only).
     show_progress: bool = False

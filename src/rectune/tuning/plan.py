@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import optuna
 
-from rectune.config import DATA_DIR, MODELS_DIR
+from rectune.config import BEST_PARAMETERS_FILE, DATA_DIR, MODELS_DIR, default_reports_dir
 from rectune.errors import ConfigError
 from rectune.evaluation.metrics import USER_METRICS
 from rectune.models import (
@@ -40,10 +40,6 @@ TUNING_METRICS = ("precision", "recall", "ndcg", "map")
 
 #: Objectives may also use these; ``fit_seconds`` is minimised, the rest maximised.
 OBJECTIVE_METRICS = (*USER_METRICS, "coverage")
-
-
-#: The best parameters' file in ``--models-dir``, the default ``--output``.
-BEST_PARAMETERS_FILE = "best_hyperparameters.json"
 
 
 #: The default Optuna storage, beside ``--output``; earlier versions kept a SQLite file.
@@ -198,7 +194,7 @@ class TuningConfig:
     @property
     def resolved_reports_dir(self) -> Path:
         """``reports_dir``, or ``reports/`` beside ``output`` when it is not given."""
-        return Path(self.reports_dir or Path(self.output).parent / "reports")
+        return Path(self.reports_dir or default_reports_dir(Path(self.output).parent))
 
 
 def default_storage(output: Path) -> str:

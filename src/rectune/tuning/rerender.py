@@ -9,10 +9,11 @@ from typing import Any
 
 import optuna
 
+from rectune.config import best_parameters_path, default_reports_dir
 from rectune.errors import ConfigError
 from rectune.tuning.attributes import PARAMS, STUDY_ATTR
 from rectune.tuning.best_params import delivered_params, jsonable
-from rectune.tuning.plan import BEST_PARAMETERS_FILE, default_storage
+from rectune.tuning.plan import default_storage
 from rectune.tuning.report import write_study_reports
 from rectune.tuning.storage import is_url, make_storage
 from rectune.urls import redact_url
@@ -29,7 +30,7 @@ def rerender_report(
     """Write the report of study ``study_name`` in ``storage`` (default: the journal in
     ``models_dir``; the study: the storage's only one) to ``reports_dir`` (default:
     ``models_dir/reports``); return its path."""
-    url = storage or default_storage(models_dir / BEST_PARAMETERS_FILE)
+    url = storage or default_storage(best_parameters_path(models_dir))
     if not is_url(url) and not Path(url).is_file():
         raise ConfigError(f"no Optuna storage at {url} (give --storage as the study was run with)")
     opened = make_storage(url)
@@ -50,7 +51,7 @@ def rerender_report(
     return write_study_reports(
         study,
         summary,
-        reports_dir or models_dir / "reports",
+        reports_dir or default_reports_dir(models_dir),
         _Untracked(),
         parent_run_id="",
         seed=seed,
