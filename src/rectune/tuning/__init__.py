@@ -69,6 +69,7 @@ _EXPORTS = {
     "sharing": "GridSampler iteration_choices IterationSharing pending_iterations SharedTrial",
     "storage": (
         "CONNECTION_ERRORS create_or_load_study Database FINISHED is_shared is_url "
+        "objective_names "
         "lost_connection make_storage same_database sqlite_path StorageUnavailableError "
         "study_lock StudyProgress trials_ahead"
     ),

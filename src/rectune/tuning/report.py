@@ -36,6 +36,7 @@ from rectune._io import write_json_atomic, write_text_atomic
 from rectune.tuning import _figures as figs
 from rectune.tuning import _report_text as text
 from rectune.tuning.attributes import STUDY_ATTR
+from rectune.tuning.storage import objective_names
 
 #: Imported by the report on first use: about a second of a fresh process (scikit-learn
 #: for fANOVA).
@@ -81,8 +82,7 @@ def import_behind() -> threading.Thread:
 
 
 def _objective_names(study: optuna.Study) -> list[str]:
-    attrs = study.user_attrs.get(STUDY_ATTR, {})
-    names = attrs.get("objectives") or []
+    names = objective_names(study)
     return (
         names
         if len(names) == len(study.directions)

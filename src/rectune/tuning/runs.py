@@ -29,7 +29,6 @@ from rectune.tuning.attributes import (
     PARAMS,
     PARENT_RUNS_ATTR,
     RUN_ID,
-    STUDY_ATTR,
     STUDY_UID_ATTR,
 )
 from rectune.tuning.best_params import (
@@ -37,7 +36,7 @@ from rectune.tuning.best_params import (
 )
 from rectune.tuning.plan import TuningConfig
 from rectune.tuning.search_space import SearchSpace
-from rectune.tuning.storage import study_lock
+from rectune.tuning.storage import objective_names, study_lock
 from rectune.tuning.trial_run import trial_metrics
 from rectune.urls import first_line, redact_url
 
@@ -187,6 +186,7 @@ def reconcile_runs(study: optuna.Study, tracker: Tracker, parent_id: str) -> lis
     line per kind of repair made.
     """
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    objective = next(iter(objective_names(study)), None)
     repaired, orphans = [], []
     for run in tracker.find_runs(**{PARENT_TAG: parent_id}):
         number = run.tags.get("trial_number", "")
@@ -194,7 +194,7 @@ def reconcile_runs(study: optuna.Study, tracker: Tracker, parent_id: str) -> lis
         if run.status != "RUNNING" or trial is None or not trial.state.is_finished():
             continue
         if trial.user_attrs.get(RUN_ID) == run.run_id:
-            _finish_run_from_trial(tracker, run.run_id, trial, _objective(study))
+            _finish_run_from_trial(tracker, run.run_id, trial, objective)
             repaired.append(trial.number)
         else:
             # Made for the trial, whose worker was killed before recording its id: the
@@ -234,12 +234,6 @@ def reconcile_noted(study: optuna.Study, tracker: Tracker, parent_id: str) -> li
 
 def _numbers(numbers: list[int]) -> str:
     return ", ".join(map(str, sorted(set(numbers))))
-
-
-def _objective(study: optuna.Study) -> str | None:
-    """The name of the study's (first) objective, as its description records it."""
-    names = study.user_attrs.get(STUDY_ATTR, {}).get("objectives") or [None]
-    return names[0]
 
 
 def _finish_run_from_trial(

@@ -296,6 +296,12 @@ def create_or_load_study(
     return study
 
 
+def objective_names(study: optuna.Study) -> list[str]:
+    """The objectives (``precision@10``, ...) :func:`create_or_load_study` recorded in the
+    study's description; empty for a study rectune did not make."""
+    return list(study.user_attrs.get(STUDY_ATTR, {}).get("objectives") or [])
+
+
 @contextlib.contextmanager
 def study_lock(storage: BaseStorage, name: str) -> Iterator[None]:
     """Hold a lock named ``name`` across every process using ``storage``.
