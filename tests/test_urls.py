@@ -104,29 +104,46 @@ def forms(password: str) -> list[tuple[str, str]]:
     ]
 
 
-def leaks(password: str, text: str) -> bool:
-    """Whether ``password`` (or its encoding) is in ``text``."""
+def leaks(password: str, text: str, clean: str) -> bool:
+    """Whether ``password`` (or its encoding) is in ``text`` more often than in ``clean``,
+    the same text made with no password (:data:`urls.REDACTED` in its place): a password
+    such as ``ttp:`` also stands in the ``http://`` around it, and that is no leak."""
     return (
-        any(form in text for form in {password, quote(password, safe="")} if len(form) >= 2)
+        any(
+            text.count(form) > clean.count(form)
+            for form in {password, quote(password, safe="")}
+            if len(form) >= 2
+        )
         and urls.REDACTED not in password
     )
+
+
+def forms_and_clean(password: str) -> list[tuple[str, str, str, str]]:
+    """:func:`forms` of ``password``, each beside the same form with no password."""
+    return [
+        (url, secret, clean_url, clean_secret)
+        for (url, secret), (clean_url, clean_secret) in zip(
+            forms(password), forms(urls.REDACTED), strict=True
+        )
+    ]
 
 
 @settings(max_examples=300, deadline=None)
 @given(password=PASSWORDS)
 def test_no_url_form_of_a_password_survives_redact_url(password):
-    for url, secret in forms(password):
-        assert not leaks(secret, redact_url(url)), url
+    for url, secret, clean, _ in forms_and_clean(password):
+        assert not leaks(secret, redact_url(url), clean), url
 
 
 @settings(max_examples=300, deadline=None)
 @given(password=ASCII_PASSWORDS, before=st.sampled_from(["at ", "(", "url=", "'", '"']))
 def test_no_url_form_survives_in_a_message_once_protected(password, before):
-    for url, secret in forms(password):
+    for url, secret, clean_url, clean_secret in forms_and_clean(password):
         urls._remembered.clear()
         protect(url)
         message = f"connection to {before}{url} failed: {secret} rejected"
-        assert not leaks(secret, redact_text(message)), message
+        clean = f"connection to {before}{clean_url} failed: {clean_secret} rejected"
+        assert not leaks(secret, redact_text(message), clean), message
 
 
 @settings(max_examples=300, deadline=None)
@@ -136,9 +153,10 @@ def test_no_url_form_survives_in_a_message_once_protected(password, before):
     )
 )
 def test_a_url_in_a_message_is_redacted_without_being_protected_first(password):
-    for url, secret in forms(password):
+    for url, secret, clean_url, _ in forms_and_clean(password):
         urls._remembered.clear()
-        assert not leaks(secret, redact_text(f"tried {url}; it failed")), url
+        message, clean = f"tried {url}; it failed", f"tried {clean_url}; it failed"
+        assert not leaks(secret, redact_text(message), clean), url
 
 
 def test_a_remembered_password_that_is_a_common_word_leaves_words_whole():
@@ -147,3 +165,12 @@ def test_a_remembered_password_that_is_a_common_word_leaves_words_whole():
         "postgresql://tuner:***@db/postgres_runs"
     )
     assert redact_text('password "postgres" refused') == 'password "***" refused'
+
+
+def test_a_password_that_also_stands_in_the_url_around_it_is_checked_for_itself():
+    # Found by the test above: "ttp:" is in every http:// URL, redacted or not.
+    message = "tried http://tuner:ttp:@127.0.0.1:5000; it failed"
+    clean = "tried http://tuner:***@127.0.0.1:5000; it failed"
+    assert redact_text(message) == clean
+    assert not leaks("ttp:", redact_text(message), clean)
+    assert leaks("ttp:", message, clean)  # the password itself, unredacted
